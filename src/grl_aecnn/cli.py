@@ -1,0 +1,160 @@
+"""The `grl-aecnn` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import grl_aecnn
+from grl_aecnn.errors import GrlAecnnError
+from grl_aecnn.store import atomic_write_json
+
+app = typer.Typer(help="GRL-AECNN: semantic compression and offloading for edge CNN inference.", no_args_is_help=True)
+nets_app = typer.Typer(help="Backbones and their split points.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models from YAML configs.", no_args_is_help=True)
+zoo_app = typer.Typer(help="Models shipped with the package.", no_args_is_help=True)
+eval_app = typer.Typer(help="Re-measure shipped models on real data.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets.", no_args_is_help=True)
+for sub, name in ((nets_app, "nets"), (train_app, "train"), (zoo_app, "zoo"), (eval_app, "eval"), (data_app, "data")):
+    app.add_typer(sub, name=name)
+
+console = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"grl-aecnn {grl_aecnn.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """GRL-AECNN command line."""
+
+
+def _fail(exc: GrlAecnnError) -> typer.Exit:
+    console.print(f"[bold red]error[/]: {exc}")
+    return typer.Exit(code=2)
+
+
+def _write_json(path: Optional[Path], obj: dict) -> None:
+    if path is not None:
+        atomic_write_json(path, obj)
+        console.print(f"wrote {path}")
+
+
+@nets_app.command("info")
+def nets_info(
+    model: str = typer.Option("resnet20", help="Backbone name (resnet20, resnet32, resnet56, resnet50)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON."),
+) -> None:
+    """Split points of a backbone: tensor shape, float32 bytes, head and tail FLOPs per image."""
+    from grl_aecnn.nets import build_model, split_table
+
+    try:
+        rows = split_table(build_model(model))
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"{model}: split points (one 32x32 image)")
+    for column in ("split", "shape", "bytes fp32", "head MFLOPs", "tail MFLOPs"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(r.name, "x".join(map(str, r.shape)), f"{r.bytes_fp32:,}", f"{r.head_flops / 1e6:.2f}",
+                      f"{r.tail_flops / 1e6:.2f}")
+    console.print(table)
+    _write_json(json_file, {"model": model, "splits": [r.to_json() for r in rows]})
+
+
+@train_app.command("backbone")
+def train_backbone_cmd(
+    config: Path = typer.Option(..., help="YAML config, e.g. configs/backbones/resnet20-cifar10.yaml."),
+    resume: bool = typer.Option(False, help="Continue from the checkpoint in the config's output_dir."),
+    stop_after: Optional[int] = typer.Option(None, min=1, help="Stop after this many epochs (resume later)."),
+) -> None:
+    """Train a backbone; checkpoints every epoch and writes a model card at the end."""
+    from grl_aecnn.config import load_config
+    from grl_aecnn.nets.training import BackboneTrainConfig, train_backbone
+
+    try:
+        cfg = load_config(config, BackboneTrainConfig)
+        card = train_backbone(cfg, resume=resume, stop_after=stop_after)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    if card is None:
+        console.print(f"stopped early; continue with --resume (checkpoint in {cfg.output_dir})")
+    else:
+        console.print(f"{card['name']}: top-1 {card['top1']:.4f} after {card['epochs']} epochs, "
+                      f"card in {cfg.output_dir}/card.json")
+
+
+@zoo_app.command("list")
+def zoo_list(json_file: Optional[Path] = typer.Option(None, "--json", help="Write the list as JSON.")) -> None:
+    """Models shipped with the package."""
+    from grl_aecnn.zoo import list_models
+
+    cards = list_models()
+    table = Table(title="grl-aecnn zoo")
+    for column in ("name", "model", "dataset", "top-1", "epochs"):
+        table.add_column(column)
+    for c in cards:
+        table.add_row(c["name"], c["model"], c["dataset"]["name"], f"{c['top1']:.4f}", str(c["epochs"]))
+    console.print(table)
+    _write_json(json_file, {"models": [{k: c[k] for k in ("name", "model", "top1", "epochs")} for c in cards]})
+
+
+@zoo_app.command("add")
+def zoo_add(run_dir: Path = typer.Argument(..., help="A finished training run folder (model.safetensors + card.json).")) -> None:
+    """Ship a finished training run in the package's zoo (for developers)."""
+    from grl_aecnn.zoo import add_to_zoo
+
+    try:
+        card = add_to_zoo(run_dir)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    console.print(f"added {card['name']} (top-1 {card['top1']:.4f})")
+
+
+@eval_app.command("backbone")
+def eval_backbone(
+    model: str = typer.Option("resnet20-cifar10", help="Zoo model name."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate on a fixed subset of N test images."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
+) -> None:
+    """Top-1 accuracy of a shipped backbone on its dataset's test split."""
+    from grl_aecnn.data import load_dataset
+    from grl_aecnn.nets.training import evaluate
+    from grl_aecnn.zoo import load_backbone, load_card
+
+    try:
+        card = load_card(model)
+        net = load_backbone(model)
+        test_set = load_dataset(card["dataset"]["name"], "test").take(limit)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    top1 = evaluate(net, test_set)
+    result = {"model": model, "dataset": test_set.name, "n": len(test_set), "top1": top1,
+              "dataset_source": test_set.source, "dataset_checksum": test_set.checksum,
+              "card_top1": card["top1"], "package_version": grl_aecnn.__version__}
+    console.print(f"{model} on {test_set.name} test ({len(test_set)} images): top-1 [bold]{top1:.4f}[/]")
+    _write_json(json_file, result)
+
+
+@data_app.command("fetch")
+def data_fetch(dataset: str = typer.Argument("cifar10", help="cifar10 (official archive) is downloadable.")) -> None:
+    """Find a dataset offline, or download the official archive into the user cache (needs internet)."""
+    from grl_aecnn.data import load_cifar10, load_dataset
+
+    try:
+        data = load_cifar10("test", download=True) if dataset == "cifar10" else load_dataset(dataset, "test")
+    except (GrlAecnnError, ValueError, OSError) as exc:
+        console.print(f"[bold red]error[/]: {exc}")
+        raise typer.Exit(code=2) from exc
+    typer.echo(json.dumps({"dataset": data.name, "source": data.source, "test_n": len(data),
+                              "test_checksum": data.checksum}))

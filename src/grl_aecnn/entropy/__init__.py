@@ -1,0 +1,51 @@
+"""Entropy stage: quantization, per-channel probability models, ANS coding and framing.
+
+The codecs use the pair encode_tensor_frame / decode_tensor_frame; the parts are exported for
+codecs that pick a model from the frame's level (unpack_frame, then decode_symbols).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from grl_aecnn.entropy.bitstream import FORMAT_VERSION, MAX_ELEMENTS, Frame, pack_frame, unpack_frame
+from grl_aecnn.entropy.coder import decode_symbols, encode_symbols
+from grl_aecnn.entropy.models import PRECISION_BITS, EntropyModel, channel_histograms
+from grl_aecnn.entropy.quantize import dequantize, fit_channel_range, quantize, quantize_ste
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_ELEMENTS",
+    "PRECISION_BITS",
+    "EntropyModel",
+    "Frame",
+    "channel_histograms",
+    "decode_symbols",
+    "decode_tensor_frame",
+    "dequantize",
+    "encode_symbols",
+    "encode_tensor_frame",
+    "fit_channel_range",
+    "pack_frame",
+    "quantize",
+    "quantize_ste",
+    "unpack_frame",
+]
+
+
+def encode_tensor_frame(
+    symbols: np.ndarray | torch.Tensor, model: EntropyModel, codec_id: str, level: int
+) -> bytes:
+    """A complete frame holding quantized symbols of shape (C, H, W) coded under model."""
+    symbols = np.asarray(symbols)
+    return pack_frame(codec_id, level, symbols.shape, encode_symbols(symbols, model))
+
+
+def decode_tensor_frame(data: bytes, model: EntropyModel, expected_codec: str | None = None) -> np.ndarray:
+    """The (C, H, W) uint8 symbols of a frame made by encode_tensor_frame.
+
+    BitstreamError if the frame is malformed, of another codec, declares a shape whose channel
+    count differs from the model's, or its payload does not decode."""
+    frame = unpack_frame(data, expected_codec)
+    return decode_symbols(frame.payload, frame.shape, model)

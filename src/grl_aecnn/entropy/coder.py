@@ -1,0 +1,82 @@
+"""Lossless entropy coding of a CHW symbol tensor under a per-channel EntropyModel.
+
+We use constriction's ANS stack coder (`constriction.stream.stack.AnsCoder`) rather than its
+range coder: a split tensor is always coded and decoded whole, so the stack order of ANS costs
+nothing (we push channels in reverse, and decoding pops them in order), while ANS is faster to
+decode and ends in a well-defined state: after the last symbol a correct payload leaves the
+decoder exactly empty, which catches most corrupted payloads even without the frame's CRC.
+
+Each channel's coding model is `constriction.stream.model.Categorical(frequencies, perfect=False)`
+built from the model's integer table (exactly representable as float64). constriction turns it
+into its own 24-bit fixed-point table with a fixed sequence of IEEE-754 operations, so the same
+integer table gives the same bytes on every machine; the golden test in
+tests/test_entropy_coder.py pins this for the installed constriction version. Building the models
+takes microseconds per channel, so they are not cached.
+
+The payload is the coder's 32-bit words in little-endian order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import constriction
+import numpy as np
+import torch
+
+from grl_aecnn.entropy.models import EntropyModel
+from grl_aecnn.errors import BitstreamError
+
+WORD_BYTES = 4
+
+
+def _channel_models(model: EntropyModel) -> list[constriction.stream.model.Categorical]:
+    return [
+        constriction.stream.model.Categorical(row.astype(np.float64), perfect=False) for row in model.frequencies
+    ]
+
+
+def encode_symbols(symbols: np.ndarray | torch.Tensor, model: EntropyModel) -> bytes:
+    """Payload bytes for symbols of shape (C, H, W), C = model.num_channels, values < 2^model.bits."""
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 3 or symbols.shape[0] != model.num_channels or min(symbols.shape) < 1:
+        raise ValueError(
+            f"expected non-empty symbols of shape ({model.num_channels}, H, W), got {symbols.shape}"
+        )
+    if not np.issubdtype(symbols.dtype, np.integer):
+        raise ValueError(f"symbols must be integers, got {symbols.dtype}")
+    if symbols.min() < 0 or symbols.max() >= model.num_symbols:
+        raise ValueError(f"symbols must lie in 0..{model.num_symbols - 1} for {model.bits} bits")
+    per_channel = symbols.reshape(model.num_channels, -1).astype(np.int32)
+    coder = constriction.stream.stack.AnsCoder()
+    # A stack: push the last channel first so decoding yields channel 0 first.
+    for channel_symbols, channel_model in zip(per_channel[::-1], _channel_models(model)[::-1]):
+        coder.encode_reverse(channel_symbols, channel_model)
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_symbols(payload: bytes, shape: Sequence[int], model: EntropyModel) -> np.ndarray:
+    """Symbols (uint8, the given (C, H, W) shape) from a payload of encode_symbols.
+
+    Raises BitstreamError if the shape does not fit the model or the payload cannot be the
+    encoding of a tensor of that shape. Decoding time is linear in the number of symbols, and
+    every decoded value is a symbol of the model's alphabet."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3 or shape[0] != model.num_channels or min(shape) < 1:
+        raise BitstreamError(
+            f"declared shape {shape} does not fit the entropy model: expected ({model.num_channels}, H, W)"
+        )
+    if len(payload) % WORD_BYTES:
+        raise BitstreamError(f"payload of {len(payload)} bytes is not a whole number of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        channels = [coder.decode(channel_model, shape[1] * shape[2]) for channel_model in _channel_models(model)]
+    except (ValueError, RuntimeError) as exc:  # constriction reports invalid data as ValueError
+        raise BitstreamError(f"payload is not valid ANS data: {exc}") from exc
+    if not coder.is_empty():
+        raise BitstreamError(
+            f"payload does not end where the {np.prod(shape)} symbols end "
+            "(corrupted, or coded with another model or shape)"
+        )
+    return np.stack(channels).astype(np.uint8).reshape(shape)

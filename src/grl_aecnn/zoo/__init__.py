@@ -1,0 +1,58 @@
+"""Trained models shipped inside the package: safetensors weights with a JSON model card each.
+
+Cards are written by training (`card.json`) and copied in with `grl-aecnn zoo add RUN_DIR`; on load,
+the weights' SHA-256 must match the card.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from grl_aecnn.errors import CheckpointError, ModelNotFoundError
+from grl_aecnn.nets import SplitNet, build_model
+from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, sha256_file
+
+ZOO_DIR = Path(__file__).parent / "weights"
+
+
+def list_models(zoo_dir: Path = ZOO_DIR) -> list[dict]:
+    """Every shipped card, sorted by name."""
+    return sorted((read_json(card) for card in zoo_dir.glob("*.json")), key=lambda c: c["name"])
+
+
+def load_card(name: str, zoo_dir: Path = ZOO_DIR) -> dict:
+    path = zoo_dir / f"{name}.json"
+    if not path.exists():
+        known = [c["name"] for c in list_models(zoo_dir)]
+        raise ModelNotFoundError(f"no model {name!r} in the zoo ({zoo_dir}); shipped: {known}")
+    return read_json(path)
+
+
+def load_backbone(name: str, zoo_dir: Path = ZOO_DIR) -> SplitNet:
+    """The shipped backbone `name`, in eval mode, its weights checked against the card."""
+    card = load_card(name, zoo_dir)
+    weights = zoo_dir / f"{name}.safetensors"
+    if not weights.exists():
+        raise CheckpointError(f"{weights}: weights listed in the zoo card are missing")
+    if sha256_file(weights) != card["weights_sha256"]:
+        raise CheckpointError(f"{weights}: SHA-256 does not match its card; the file is corrupt or was replaced")
+    model = build_model(card["model"], num_classes=card["num_classes"], in_channels=card["in_channels"],
+                        image_size=card["image_size"])
+    load_module_state(model, load_tensors(weights), str(weights))
+    return model.eval()
+
+
+def add_to_zoo(run_dir: str | os.PathLike, zoo_dir: Path = ZOO_DIR) -> dict:
+    """Copy a finished training run (model.safetensors + card.json) into the zoo under its card's name."""
+    run_dir = Path(run_dir)
+    card = read_json(run_dir / "card.json")
+    weights = run_dir / "model.safetensors"
+    if sha256_file(weights) != card["weights_sha256"]:
+        raise CheckpointError(f"{weights}: SHA-256 does not match {run_dir / 'card.json'}")
+    tmp = zoo_dir / f".{card['name']}.safetensors.tmp"
+    shutil.copyfile(weights, tmp)
+    os.replace(tmp, zoo_dir / f"{card['name']}.safetensors")
+    atomic_write_json(zoo_dir / f"{card['name']}.json", card)
+    return card

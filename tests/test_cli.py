@@ -1,0 +1,81 @@
+"""Smoke tests of every command with tiny budgets; each asserts what the command produced."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import grl_aecnn
+from grl_aecnn.cli import app
+from tests.conftest import SHARED_DATA, shared_cifar_available
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and grl_aecnn.__version__ in result.output
+
+
+def test_nets_info_json(tmp_path):
+    out = tmp_path / "info.json"
+    result = runner.invoke(app, ["nets", "info", "--model", "resnet20", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    info = json.loads(out.read_text())
+    assert info["model"] == "resnet20"
+    assert [s["name"] for s in info["splits"]] == ["stem", "layer1", "layer2", "layer3"]
+    assert set(info["splits"][0]) == {"name", "shape", "bytes_fp32", "head_flops", "tail_flops"}
+    assert info["splits"][2]["shape"] == [32, 16, 16] and info["splits"][2]["bytes_fp32"] == 32768
+
+
+def test_unknown_model_is_a_clean_error():
+    result = runner.invoke(app, ["nets", "info", "--model", "vgg"])
+    assert result.exit_code == 2 and "unknown model" in result.output
+
+
+def test_train_backbone_stop_and_resume(tiny_cifar, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"epochs: 2\nbatch_size: 16\nthreads: 1\nzoo_name: tiny\noutput_dir: {tmp_path / 'run'}\n")
+    first = runner.invoke(app, ["train", "backbone", "--config", str(config), "--stop-after", "1"])
+    assert first.exit_code == 0, first.output
+    assert "--resume" in first.output and not (tmp_path / "run" / "card.json").exists()
+    second = runner.invoke(app, ["train", "backbone", "--config", str(config), "--resume"])
+    assert second.exit_code == 0, second.output
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["epochs"] == 2 and len(card["history"]) == 2
+
+
+def test_train_backbone_bad_config(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("epochs: zero\n")
+    result = runner.invoke(app, ["train", "backbone", "--config", str(config)])
+    assert result.exit_code == 2 and "epochs" in result.output
+
+
+def test_zoo_list(tmp_path):
+    out = tmp_path / "zoo.json"
+    result = runner.invoke(app, ["zoo", "list", "--json", str(out)])
+    assert result.exit_code == 0 and "resnet20-cifar10" in result.output
+    assert "resnet20-cifar10" in [m["name"] for m in json.loads(out.read_text())["models"]]
+
+
+@pytest.mark.skipif(not shared_cifar_available(), reason="the CIFAR-10 JPEG copy is not beside the checkout")
+def test_eval_backbone_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRL_AECNN_DATA", str(SHARED_DATA))
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", "backbone", "--model", "resnet20-cifar10", "--limit", "500", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(out.read_text())
+    assert measured["model"] == "resnet20-cifar10" and measured["dataset"] == "cifar10" and measured["n"] == 500
+    assert measured["top1"] >= 0.85
+
+
+def test_eval_backbone_without_data(isolated_data):
+    result = runner.invoke(app, ["eval", "backbone", "--model", "resnet20-cifar10"])
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_data_fetch_finds_offline_copy(tiny_cifar):
+    result = runner.invoke(app, ["data", "fetch", "cifar10"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["test_n"] == 40

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+
+from grl_aecnn.config import load_config
+from grl_aecnn.errors import CheckpointError, ConfigError
+from grl_aecnn.nets.training import BackboneTrainConfig, train_backbone
+from grl_aecnn.store import load_tensors
+
+
+def tiny_config(out, **overrides) -> BackboneTrainConfig:
+    values = dict(model="resnet20", epochs=2, batch_size=16, eval_every=1, output_dir=str(out), threads=1)
+    return BackboneTrainConfig(**{**values, **overrides})
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_cifar, tmp_path):
+    straight = train_backbone(tiny_config(tmp_path / "a"), show_progress=False)
+    assert train_backbone(tiny_config(tmp_path / "b"), stop_after=1, show_progress=False) is None
+    state = json.loads((tmp_path / "b" / "state.json").read_text())
+    assert state["epochs_done"] == 1
+    resumed = train_backbone(tiny_config(tmp_path / "b"), resume=True, show_progress=False)
+    a, b = load_tensors(tmp_path / "a" / "model.safetensors"), load_tensors(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["train_loss"] for h in straight["history"]] == [h["train_loss"] for h in resumed["history"]]
+    # Only the latest checkpoint is kept.
+    assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-epoch0002.safetensors"]
+
+
+def test_model_card(tiny_cifar, tmp_path):
+    card = train_backbone(tiny_config(tmp_path / "run", epochs=1), show_progress=False)
+    saved = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert saved == card
+    assert card["dataset"]["train_n"] == 80 and card["dataset"]["test_n"] == 40
+    assert card["dataset"]["test_checksum"].startswith("sha256:")
+    assert 0.0 <= card["top1"] <= 1.0 and card["epochs"] == 1 and card["config"]["seed"] == 0
+    assert card["package_version"] and card["wall_time_s"] > 0
+
+
+def test_seed_changes_the_weights(tiny_cifar, tmp_path):
+    train_backbone(tiny_config(tmp_path / "s0", epochs=1), show_progress=False)
+    train_backbone(tiny_config(tmp_path / "s1", epochs=1, seed=1), show_progress=False)
+    a, b = load_tensors(tmp_path / "s0" / "model.safetensors"), load_tensors(tmp_path / "s1" / "model.safetensors")
+    assert not torch.equal(a["classifier.2.weight"], b["classifier.2.weight"])
+
+
+def test_refuses_to_overwrite_or_resume_with_another_config(tiny_cifar, tmp_path):
+    train_backbone(tiny_config(tmp_path / "run"), stop_after=1, show_progress=False)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train_backbone(tiny_config(tmp_path / "run"), show_progress=False)
+    with pytest.raises(CheckpointError, match="different config"):
+        train_backbone(tiny_config(tmp_path / "run", seed=5), resume=True, show_progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train_backbone(tiny_config(tmp_path / "empty"), resume=True, show_progress=False)
+
+
+def test_corrupt_checkpoint_is_detected(tiny_cifar, tmp_path):
+    train_backbone(tiny_config(tmp_path / "run"), stop_after=1, show_progress=False)
+    weights = next((tmp_path / "run").glob("checkpoint-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-100] + b"\0" * 100)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        train_backbone(tiny_config(tmp_path / "run"), resume=True, show_progress=False)
+
+
+def test_config_validation(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("model: resnet32\nepochs: 3\noptimizer:\n  lr_max: 0.1\n")
+    cfg = load_config(good, BackboneTrainConfig)
+    assert cfg.model == "resnet32" and cfg.epochs == 3 and cfg.optimizer.lr_max == 0.1 and cfg.batch_size == 128
+    for text, problem in [
+        ("epochs: -1\n", "epochs"),
+        ("epoch: 3\n", "epoch"),  # a typo is an error, not a silent default
+        ("optimizer:\n  lr_max: 0\n", "optimizer.lr_max"),
+        ("- just a list\n", "mapping"),
+        ("model: [unclosed\n", "not valid YAML"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=problem.replace(".", r"\.")):
+            load_config(bad, BackboneTrainConfig)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml", BackboneTrainConfig)
+
+
+def test_shipped_backbone_configs_validate():
+    from pathlib import Path
+    configs = sorted(Path(__file__).resolve().parents[1].joinpath("configs", "backbones").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path, BackboneTrainConfig)

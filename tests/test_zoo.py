@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from grl_aecnn.data import load_cifar10
+from grl_aecnn.errors import CheckpointError, ModelNotFoundError
+from grl_aecnn.nets.training import evaluate
+from grl_aecnn.zoo import add_to_zoo, list_models, load_backbone, load_card
+from tests.conftest import SHARED_DATA, shared_cifar_available
+from tests.test_training import tiny_config
+from grl_aecnn.nets.training import train_backbone
+
+
+@pytest.fixture
+def private_zoo(tiny_cifar, tmp_path):
+    run = tmp_path / "run"
+    train_backbone(tiny_config(run, epochs=1, zoo_name="tiny-resnet20"), show_progress=False)
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    add_to_zoo(run, zoo)
+    return zoo
+
+
+def test_add_list_and_load(private_zoo):
+    assert [c["name"] for c in list_models(private_zoo)] == ["tiny-resnet20"]
+    model = load_backbone("tiny-resnet20", private_zoo)
+    assert not model.training and model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_unknown_model_lists_what_is_shipped(private_zoo):
+    with pytest.raises(ModelNotFoundError, match="tiny-resnet20"):
+        load_card("resnet1000-imagenet", private_zoo)
+
+
+def test_tampered_weights_are_refused(private_zoo):
+    weights = private_zoo / "tiny-resnet20.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_backbone("tiny-resnet20", private_zoo)
+
+
+def test_shipped_resnet20_card():
+    card = load_card("resnet20-cifar10")
+    assert card["model"] == "resnet20" and card["dataset"]["name"] == "cifar10"
+    assert card["dataset"]["test_n"] == 10000 and card["dataset"]["train_n"] == 50000
+    assert card["top1"] >= 0.90
+
+
+@pytest.mark.skipif(not shared_cifar_available(), reason="the CIFAR-10 JPEG copy is not beside the checkout")
+def test_shipped_resnet20_reaches_its_card_on_the_full_test_set(monkeypatch):
+    monkeypatch.setenv("GRL_AECNN_DATA", str(SHARED_DATA))
+    card = load_card("resnet20-cifar10")
+    test_set = load_cifar10("test")
+    assert test_set.checksum == card["dataset"]["test_checksum"]
+    top1 = evaluate(load_backbone("resnet20-cifar10"), test_set)
+    assert top1 >= 0.90
+    assert top1 == pytest.approx(card["top1"], abs=1e-9)
