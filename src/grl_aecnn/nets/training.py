@@ -1,32 +1,23 @@
-"""Backbone training: seeded, one-cycle SGD, per-epoch atomic checkpoints, exact resume, a model card.
-
-A checkpoint is one safetensors file (model weights, BN statistics and SGD momentum buffers) plus
-`state.json`, written last, which names that file and its SHA-256: the JSON is the commit point, so
-an interrupted write never leaves a checkpoint that looks valid. The data order and augmentation of
-epoch e come from a generator seeded with (seed, e), so a resumed run repeats the uninterrupted one
-exactly.
-"""
+"""Backbone training: seeded one-cycle SGD with augmentation, per-epoch checkpoints and exact resume
+(see `grl_aecnn.loop`), and a model card at the end."""
 
 from __future__ import annotations
 
 import platform
-import time
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import grl_aecnn
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
-from grl_aecnn.errors import CheckpointError
+from grl_aecnn.loop import EpochLoop
 from grl_aecnn.nets import SplitNet, build_model
-from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, save_tensors, sha256_file
+from grl_aecnn.store import atomic_write_json, save_tensors, sha256_file
 
-STATE_FILE = "state.json"
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -83,53 +74,6 @@ def evaluate(model: SplitNet, data: ImageSet, batch_size: int = 500) -> float:
     return correct / len(data)
 
 
-def _optimizer_tensors(optimizer: torch.optim.SGD) -> dict[str, torch.Tensor]:
-    state = optimizer.state_dict()["state"]
-    return {f"optim.{idx}.momentum_buffer": s["momentum_buffer"] for idx, s in state.items()
-            if s.get("momentum_buffer") is not None}
-
-
-def _restore_optimizer(optimizer: torch.optim.SGD, tensors: dict[str, torch.Tensor], param_groups: list) -> None:
-    # param_groups carry the current learning rate, which the scheduler only rewrites at its next step.
-    state = {"state": {}, "param_groups": param_groups}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            idx = int(key.split(".")[1])
-            state["state"][idx] = {"momentum_buffer": value}
-    optimizer.load_state_dict(state)
-
-
-def _save_checkpoint(out: Path, epoch: int, model, optimizer, scheduler, history: list, config) -> None:
-    weights = out / f"checkpoint-epoch{epoch:04d}.safetensors"
-    save_tensors(weights, {**{f"model.{k}": v for k, v in model.state_dict().items()}, **_optimizer_tensors(optimizer)})
-    previous = read_json(out / STATE_FILE)["weights"] if (out / STATE_FILE).exists() else None
-    atomic_write_json(out / STATE_FILE, {
-        "epochs_done": epoch,
-        "weights": weights.name,
-        "weights_sha256": sha256_file(weights),
-        "optimizer_param_groups": optimizer.state_dict()["param_groups"],
-        "scheduler": scheduler.state_dict(),
-        "history": history,
-        "config": config.model_dump(mode="json"),
-    })
-    if previous and previous != weights.name:
-        (out / previous).unlink(missing_ok=True)
-
-
-def _load_checkpoint(out: Path, config, model, optimizer, scheduler) -> tuple[int, list]:
-    state = read_json(out / STATE_FILE)
-    if state.get("config") != config.model_dump(mode="json"):
-        raise CheckpointError(f"{out / STATE_FILE}: was written by a different config; refusing to resume")
-    weights = out / state["weights"]
-    if sha256_file(weights) != state["weights_sha256"]:
-        raise CheckpointError(f"{weights}: SHA-256 does not match {STATE_FILE}")
-    tensors = load_tensors(weights)
-    load_module_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(weights))
-    _restore_optimizer(optimizer, tensors, state["optimizer_param_groups"])
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["epochs_done"]), list(state["history"])
-
-
 def train_backbone(
     config: BackboneTrainConfig, resume: bool = False, stop_after: int | None = None, show_progress: bool = True
 ) -> dict | None:
@@ -152,44 +96,26 @@ def train_backbone(
         pct_start=config.schedule.pct_start, div_factor=config.schedule.div_factor,
         final_div_factor=config.schedule.final_div_factor, cycle_momentum=False,
     )
-    start_epoch, history = 0, []
-    if resume:
-        if not (out / STATE_FILE).exists():
-            raise CheckpointError(f"--resume: no checkpoint in {out}")
-        start_epoch, history = _load_checkpoint(out, config, model, optimizer, scheduler)
-    elif (out / STATE_FILE).exists():
-        raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another output_dir")
-    t0 = time.perf_counter()
-    wall_before = sum(h["wall_s"] for h in history)
-    last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"), disable=not show_progress,
-    ) as progress:
-        task = progress.add_task(f"train {config.zoo_name}", total=config.epochs * steps_per_epoch,
-                                 completed=start_epoch * steps_per_epoch, status="")
-        for epoch in range(start_epoch + 1, last_epoch + 1):
-            epoch_start = time.perf_counter()
-            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-            model.train()
-            loss_sum, seen = 0.0, 0
-            for x, y in iterate_batches(train_set, config.batch_size, generator, augment=True):
-                x = x.contiguous(memory_format=torch.channels_last)
-                loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += float(loss.detach()) * len(y)
-                seen += len(y)
-                progress.update(task, advance=1, status=f"epoch {epoch} loss {loss_sum / seen:.3f}")
-            record = {"epoch": epoch, "train_loss": loss_sum / seen, "wall_s": time.perf_counter() - epoch_start}
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                record["test_top1"] = evaluate(model, test_set, config.eval_batch_size)
-                progress.console.log(f"epoch {epoch}: loss {record['train_loss']:.4f} test top-1 {record['test_top1']:.4f}")
-            history.append(record)
-            _save_checkpoint(out, epoch, model, optimizer, scheduler, history, config)
-    if last_epoch < config.epochs:
+    loop = EpochLoop(out, config.model_dump(mode="json"), model, optimizer, scheduler, config.epochs,
+                     steps_per_epoch, config.seed, f"train {config.zoo_name}")
+
+    def train_epoch(epoch: int, generator: torch.Generator, on_step) -> float:
+        loss_sum, seen = 0.0, 0
+        for x, y in iterate_batches(train_set, config.batch_size, generator, augment=True):
+            x = x.contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss.detach()) * len(y)
+            seen += len(y)
+            on_step(loss_sum / seen)
+        return loss_sum / seen
+
+    history, finished = loop.run(train_epoch, lambda: evaluate(model, test_set, config.eval_batch_size),
+                                 config.eval_every, resume, stop_after, show_progress)
+    if not finished:
         return None
     save_tensors(out / WEIGHTS_FILE, model.state_dict())
     card = {
@@ -213,7 +139,7 @@ def train_backbone(
         "package_version": grl_aecnn.__version__,
         "torch_version": torch.__version__,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
-        "wall_time_s": round(wall_before + (time.perf_counter() - t0), 1),
+        "wall_time_s": round(sum(h["wall_s"] for h in history), 1),
         "weights_sha256": sha256_file(out / WEIGHTS_FILE),
         "history": history,
     }

@@ -1,0 +1,31 @@
+"""The one protocol every codec implements: device side `encode`, server side `decode`.
+
+A codec object is one operating point (one compression level of one method on one backbone). The
+device side takes a normalized image (C, H, W) and returns the bytes that go on the air; the server
+side takes those bytes and returns class logits. `split` names the backbone stage after which the
+device stops (None when the device sends the image itself); FLOPs are per image, counted by
+torch's FlopCounterMode.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Codec(Protocol):
+    codec_id: str
+    level: int
+    split: str | None
+    device_flops: int
+    server_flops: int
+
+    def encode(self, image: torch.Tensor) -> bytes:
+        """Device side: one normalized image (C, H, W) -> the transmitted bytes."""
+        ...
+
+    def decode(self, data: bytes) -> torch.Tensor:
+        """Server side: bytes -> logits (num_classes,). Raises BitstreamError on bad input."""
+        ...
