@@ -5,7 +5,7 @@ from functools import partial
 
 from grl_aecnn.errors import ModelNotFoundError
 from grl_aecnn.nets.resnet import cifar_resnet, cifar_resnet50
-from grl_aecnn.nets.splitnet import SplitInfo, SplitNet, count_flops, split_table
+from grl_aecnn.nets.splitnet import SplitInfo, SplitNet, count_flops, split_shape, split_table
 
 MODELS: dict[str, Callable[..., SplitNet]] = {
     "resnet20": partial(cifar_resnet, 20),
@@ -23,4 +23,4 @@ def build_model(name: str, **kwargs) -> SplitNet:
     return factory(**kwargs)
 
 
-__all__ = ["MODELS", "SplitInfo", "SplitNet", "build_model", "count_flops", "split_table"]
+__all__ = ["MODELS", "SplitInfo", "SplitNet", "build_model", "count_flops", "split_shape", "split_table"]

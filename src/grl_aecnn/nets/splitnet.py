@@ -58,6 +58,16 @@ class SplitInfo:
         return {**asdict(self), "shape": list(self.shape)}
 
 
+def split_shape(model: SplitNet, split: str) -> tuple[int, ...]:
+    """Shape (C, H, W) of the tensor at `split` for one input image; leaves the model's mode and BN statistics alone."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        shape = tuple(model.head(torch.zeros(1, *model.input_shape), split).shape[1:])
+    model.train(was_training)
+    return shape
+
+
 def count_flops(fn, *args) -> int:
     """FLOPs of one call, as torch's FlopCounterMode counts them (a multiply-add is 2 FLOPs)."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

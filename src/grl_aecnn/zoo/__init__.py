@@ -1,5 +1,7 @@
 """Trained models shipped inside the package: safetensors weights with a JSON model card each.
 
+Every function takes an optional zoo folder; by default the package's own (`ZOO_DIR`).
+
 Cards are written by training (`card.json`) and copied in with `grl-aecnn zoo add RUN_DIR`; on load,
 the weights' SHA-256 must match the card.
 """
@@ -17,12 +19,14 @@ from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, 
 ZOO_DIR = Path(__file__).parent / "weights"
 
 
-def list_models(zoo_dir: Path = ZOO_DIR) -> list[dict]:
+def list_models(zoo_dir: Path | None = None) -> list[dict]:
     """Every shipped card, sorted by name."""
+    zoo_dir = zoo_dir or ZOO_DIR
     return sorted((read_json(card) for card in zoo_dir.glob("*.json")), key=lambda c: c["name"])
 
 
-def load_card(name: str, zoo_dir: Path = ZOO_DIR) -> dict:
+def load_card(name: str, zoo_dir: Path | None = None) -> dict:
+    zoo_dir = zoo_dir or ZOO_DIR
     path = zoo_dir / f"{name}.json"
     if not path.exists():
         known = [c["name"] for c in list_models(zoo_dir)]
@@ -30,8 +34,9 @@ def load_card(name: str, zoo_dir: Path = ZOO_DIR) -> dict:
     return read_json(path)
 
 
-def load_backbone(name: str, zoo_dir: Path = ZOO_DIR) -> SplitNet:
+def load_backbone(name: str, zoo_dir: Path | None = None) -> SplitNet:
     """The shipped backbone `name`, in eval mode, its weights checked against the card."""
+    zoo_dir = zoo_dir or ZOO_DIR
     card = load_card(name, zoo_dir)
     weights = zoo_dir / f"{name}.safetensors"
     if not weights.exists():
@@ -44,8 +49,9 @@ def load_backbone(name: str, zoo_dir: Path = ZOO_DIR) -> SplitNet:
     return model.eval()
 
 
-def add_to_zoo(run_dir: str | os.PathLike, zoo_dir: Path = ZOO_DIR) -> dict:
+def add_to_zoo(run_dir: str | os.PathLike, zoo_dir: Path | None = None) -> dict:
     """Copy a finished training run (model.safetensors + card.json) into the zoo under its card's name."""
+    zoo_dir = zoo_dir or ZOO_DIR
     run_dir = Path(run_dir)
     card = read_json(run_dir / "card.json")
     weights = run_dir / "model.safetensors"

@@ -1,0 +1,131 @@
+"""AECNN modules: channel attention on the device, feature recovery on the server.
+
+Data flow for one compression level (k kept channels, b bits):
+
+    device:  x -> backbone.head(x, split) -> ChannelAttention -> keep k channels -> quantize(b) -> symbols
+    server:  symbols -> dequantize -> FeatureRecovery (k -> C channels) -> level tail -> logits
+
+The attention module is fine-tuned with the backbone (stage 1) and shared by all levels; each level
+has its own kept-channel set, quantization range, recovery network and fine-tuned tail.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from grl_aecnn.entropy import dequantize, quantize, quantize_ste
+from grl_aecnn.nets import SplitNet, split_shape
+
+
+class ChannelAttention(nn.Module):
+    """CBAM-style channel attention: a shared MLP on global average and max pooling, then sigmoid."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+
+    def weights(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-channel weights in (0, 1), shape (N, C)."""
+        pooled = self.mlp(z.mean((2, 3), keepdim=True)) + self.mlp(z.amax((2, 3), keepdim=True))
+        return torch.sigmoid(pooled).flatten(1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.weights(z)[:, :, None, None]
+
+
+class FeatureRecovery(nn.Module):
+    """Rebuilds all C channels from the k received ones.
+
+    The received channels are put back in place and a small CNN adds its estimate of everything
+    (the missing channels and a correction of the quantized ones). Its last convolution starts at
+    zero, so training starts from the plain zero-filled tensor.
+    """
+
+    def __init__(self, keep: torch.Tensor, channels: int, hidden: int = 32):
+        super().__init__()
+        self.register_buffer("keep", keep.clone().long())
+        self.channels = channels
+        k = len(keep)
+        self.body = nn.Sequential(
+            nn.Conv2d(k, hidden, 3, padding=1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, received: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = received.shape
+        placed = received.new_zeros(n, self.channels, h, w)
+        placed[:, self.keep] = received
+        return placed + self.body(received)
+
+
+class AecnnLevel(nn.Module):
+    """One compression level: kept channels, quantization range and bits, recovery network, tail."""
+
+    def __init__(self, backbone: SplitNet, split: str, keep: torch.Tensor, bits: int, channels: int, hidden: int):
+        super().__init__()
+        self.split = split
+        self.bits = bits
+        self.recovery = FeatureRecovery(keep, channels, hidden)
+        self.register_buffer("lo", torch.zeros(len(keep)))
+        self.register_buffer("hi", torch.ones(len(keep)))
+        # Only the tail of this copy is used; its head weights stay as shared by the base model.
+        self.net = copy.deepcopy(backbone)
+
+    @property
+    def keep(self) -> torch.Tensor:
+        return self.recovery.keep
+
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        return features[:, self.keep]
+
+    def symbols(self, features: torch.Tensor) -> torch.Tensor:
+        """Device side: attention-weighted split features (N, C, H, W) -> uint8 symbols (N, k, H, W)."""
+        return quantize(self.select(features), self.lo, self.hi, self.bits)
+
+    def logits_from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Server side: symbols -> logits."""
+        return self.tail(self.recovery(dequantize(symbols, self.lo, self.hi, self.bits)))
+
+    def reconstruct(self, features: torch.Tensor, quantized: bool) -> torch.Tensor:
+        """Training path: pruning, optional straight-through quantization, recovery of all channels."""
+        kept = self.select(features)
+        if quantized:
+            kept = quantize_ste(kept, self.lo, self.hi, self.bits)
+        return self.recovery(kept)
+
+    def tail(self, recovered: torch.Tensor) -> torch.Tensor:
+        return self.net.tail(recovered, self.split)
+
+    def tail_state(self) -> dict[str, torch.Tensor]:
+        """The parameters that belong to this level: recovery, range, and the tail of the network."""
+        after = self.net.split_names[self.net.split_names.index(self.split) + 1:]
+        prefixes = tuple(f"net.stages.{s}." for s in after) + ("net.classifier.",)
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("net.") or k.startswith(prefixes)}
+
+
+class AecnnBase(nn.Module):
+    """The backbone with channel attention at the split: shared by every level (stage 1)."""
+
+    def __init__(self, backbone: SplitNet, split: str, reduction: int = 4):
+        super().__init__()
+        self.backbone = backbone
+        self.split = split
+        self.attention = ChannelAttention(split_shape(backbone, split)[0], reduction)
+
+    @property
+    def channels(self) -> int:
+        return self.attention.mlp[-1].out_channels
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Device side, before pruning: attention-weighted split tensor (N, C, H, W)."""
+        return self.attention(self.backbone.head(x, self.split))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.tail(self.features(x), self.split)
