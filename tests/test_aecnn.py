@@ -1,10 +1,15 @@
 """AECNN end to end on a tiny dataset: stages 1-4, shipping, loading, real bytes, bad bitstreams."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
 from grl_aecnn import zoo
+from grl_aecnn.cli import app
 from grl_aecnn.codecs.aecnn.codec import AecnnCodec, load_codecs, ship_codec
 from grl_aecnn.codecs.aecnn.model import ChannelAttention, FeatureRecovery
 from grl_aecnn.codecs.aecnn.training import AecnnBaseConfig, AecnnLevelConfig, SgdStage, train_level
@@ -39,8 +44,8 @@ def trained(tmp_path_factory):
         zoo.add_to_zoo(tmp / "backbone")
         cards = [train_level(level_config(tmp / "codec", level, keep, bits), show_progress=False)
                  for level, keep, bits in ((1, 8, 4), (2, 2, 2))]
-        ship_codec(tmp / "codec", "tiny-aecnn")
-        yield {"tmp": tmp, "cards": cards, "codecs": load_codecs("tiny-aecnn"), "test": load_cifar10("test")}
+        ship_codec(tmp / "codec", "aecnn-tiny-resnet20")
+        yield {"tmp": tmp, "cards": cards, "codecs": load_codecs("aecnn-tiny-resnet20"), "test": load_cifar10("test")}
 
 
 def test_levels_are_codecs_with_flops(trained):
@@ -130,3 +135,36 @@ def test_attention_and_recovery_shapes():
     # Freshly built, the recovery is the zero-filled tensor with the received channels in place.
     assert out.shape == (2, 32, 16, 16)
     assert torch.equal(out[:, [5, 0, 7]], received) and float(out.abs().sum()) == pytest.approx(float(received.sum()))
+
+
+def test_cli_train_ship_and_eval(trained, tmp_path):
+    tmp = trained["tmp"]
+    runner = CliRunner()
+    config = tmp_path / "level9.yaml"
+    config.write_text(yaml.safe_dump(level_config(tmp / "codec", 9, 3, 1).model_dump(mode="json")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
+        mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
+        trained_level = runner.invoke(app, ["train", "codec", "--config", str(config)])
+        assert trained_level.exit_code == 0, trained_level.output
+        assert "level 9: 3 channels at 1 bits" in trained_level.output
+        shipped = runner.invoke(app, ["codec", "ship", "--base-dir", str(tmp / "codec"), "--name", "aecnn-tiny-resnet20"])
+        assert shipped.exit_code == 0 and "[1, 2, 9]" in shipped.output
+        out = tmp_path / "eval.json"
+        result = runner.invoke(app, ["codec", "eval", "--codec", "aecnn", "--model", "tiny-resnet20", "--limit", "10",
+                                     "--json", str(out)])
+        assert result.exit_code == 0, result.output
+    measured = json.loads(out.read_text())
+    assert measured["codec"] == "aecnn" and measured["n"] == 10 and [r["level"] for r in measured["levels"]] == [1, 2, 9]
+    keys = {"level", "ratio", "bytes_mean", "bytes_median", "bytes_p95", "top1", "top1_drop", "encode_ms_median",
+            "decode_ms_median", "device_flops", "server_flops"}
+    for row in measured["levels"]:
+        assert keys <= set(row)
+        assert row["ratio"] == pytest.approx(measured["split_bytes_fp32"] / row["bytes_mean"])
+        assert row["top1_drop"] == pytest.approx(measured["top1_uncompressed"] - row["top1"])
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_unknown_codec():
+    result = CliRunner().invoke(app, ["codec", "eval", "--codec", "nope"])
+    assert result.exit_code == 2 and "unknown codec" in result.output

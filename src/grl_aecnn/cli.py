@@ -20,7 +20,9 @@ train_app = typer.Typer(help="Train models from YAML configs.", no_args_is_help=
 zoo_app = typer.Typer(help="Models shipped with the package.", no_args_is_help=True)
 eval_app = typer.Typer(help="Re-measure shipped models on real data.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets.", no_args_is_help=True)
-for sub, name in ((nets_app, "nets"), (train_app, "train"), (zoo_app, "zoo"), (eval_app, "eval"), (data_app, "data")):
+codec_app = typer.Typer(help="Semantic codecs: evaluate and ship.", no_args_is_help=True)
+for sub, name in ((nets_app, "nets"), (train_app, "train"), (zoo_app, "zoo"), (eval_app, "eval"), (data_app, "data"),
+                  (codec_app, "codec")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -92,6 +94,78 @@ def train_backbone_cmd(
     else:
         console.print(f"{card['name']}: top-1 {card['top1']:.4f} after {card['epochs']} epochs, "
                       f"card in {cfg.output_dir}/card.json")
+
+
+@train_app.command("codec")
+def train_codec_cmd(
+    config: Path = typer.Option(..., help="YAML config of one level, e.g. configs/codecs/aecnn-L5.yaml."),
+) -> None:
+    """Train one AECNN level (stages 1-2 are shared and run once); every stage resumes from its checkpoint."""
+    from grl_aecnn.codecs.aecnn.training import AecnnLevelConfig, train_level
+    from grl_aecnn.config import load_config
+
+    try:
+        card = train_level(load_config(config, AecnnLevelConfig))
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    console.print(f"level {card['level']}: {card['keep_channels']} channels at {card['bits']} bits, "
+                  f"{card['entropy_bits_per_symbol']:.3f} bits/symbol on the training set, "
+                  f"test top-1 (tensor path) {card['test_top1_tensor_path']:.4f}")
+
+
+@codec_app.command("ship")
+def codec_ship(
+    base_dir: Path = typer.Option(Path("runs/codecs/aecnn-resnet20-cifar10"), help="Output folder of the level trainings."),
+    name: str = typer.Option("aecnn-resnet20-cifar10", help="Zoo name of the codec."),
+) -> None:
+    """Collect the trained AECNN levels into the package's zoo (for developers)."""
+    from grl_aecnn.codecs.aecnn import ship_codec
+
+    try:
+        card = ship_codec(base_dir, name)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    console.print(f"shipped {name}: levels {[lv['level'] for lv in card['levels']]}")
+
+
+@codec_app.command("eval")
+def codec_eval(
+    codec: str = typer.Option("aecnn", help="Codec name."),
+    model: str = typer.Option("resnet20-cifar10", help="Zoo name of the backbone."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate on a fixed subset of N test images."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
+    plot: Optional[Path] = typer.Option(None, help="PNG of accuracy vs bytes (default: beside --json)."),
+) -> None:
+    """Every level through real encode -> bytes -> decode at batch size 1."""
+    from grl_aecnn.codecs import load_codec_levels
+    from grl_aecnn.data import load_dataset
+    from grl_aecnn.experiments.codec_eval import evaluate_codec, plot_accuracy_vs_bytes
+    from grl_aecnn.zoo import load_card
+
+    try:
+        levels = load_codec_levels(codec, model)
+        test_set = load_dataset(load_card(model)["dataset"]["name"], "test").take(limit)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    result = evaluate_codec(codec, model, levels, test_set)
+    result["package_version"] = grl_aecnn.__version__
+    table = Table(title=f"{codec} on {model}, {result['n']} test images, split {result['split']} "
+                        f"({result['split_bytes_fp32']:,} bytes fp32), uncompressed top-1 {result['top1_uncompressed']:.4f}")
+    for column in ("level", "ratio", "bytes mean", "median", "p95", "top-1", "drop (pts)", "enc ms", "dec ms",
+                   "device MFLOPs", "server MFLOPs"):
+        table.add_column(column, justify="right")
+    for r in result["levels"]:
+        table.add_row(str(r["level"]), f"{r['ratio']:.1f}", f"{r['bytes_mean']:.1f}", f"{r['bytes_median']:.0f}",
+                      f"{r['bytes_p95']:.0f}", f"{r['top1']:.4f}", f"{100 * r['top1_drop']:.2f}",
+                      f"{r['encode_ms_median']:.2f}", f"{r['decode_ms_median']:.2f}", f"{r['device_flops'] / 1e6:.2f}",
+                      f"{r['server_flops'] / 1e6:.2f}")
+    console.print(table)
+    _write_json(json_file, result)
+    plot = plot or (json_file.with_suffix(".png") if json_file else None)
+    if plot:
+        plot_accuracy_vs_bytes({codec: result["levels"]}, result["top1_uncompressed"], plot,
+                               f"{codec} on {model} (n={result['n']})")
+        console.print(f"wrote {plot}")
 
 
 @zoo_app.command("list")

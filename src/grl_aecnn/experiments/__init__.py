@@ -1,0 +1,1 @@
+"""Experiments: measurements on real models and data, tables and plots."""
