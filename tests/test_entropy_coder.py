@@ -126,8 +126,13 @@ def test_a_payload_decoded_with_the_wrong_shape_is_rejected():
 
 @pytest.mark.parametrize(
     "symbols",
-    [np.zeros((3, 2, 2), dtype=np.uint8), np.full((2, 2, 2), 4), np.zeros((2, 2, 2), dtype=np.float32),
-     np.zeros((2, 0, 2), dtype=np.uint8), np.zeros((2, 4), dtype=np.uint8)],
+    [
+        np.zeros((3, 2, 2), dtype=np.uint8),
+        np.full((2, 2, 2), 4),
+        np.zeros((2, 2, 2), dtype=np.float32),
+        np.zeros((2, 0, 2), dtype=np.uint8),
+        np.zeros((2, 4), dtype=np.uint8),
+    ],
     ids=["channels", "symbol-too-big", "float", "empty", "2d"],
 )
 def test_encoding_invalid_symbols_raises_value_error(symbols):

@@ -114,8 +114,17 @@ def test_fit_channel_range_is_robust_to_outliers_and_handles_constant_channels()
         lambda: fit_channel_range(torch.zeros(2, 2, 2)),
         lambda: fit_channel_range(torch.zeros(2, 2, 2, 2), 0.9, 0.1),
     ],
-    ids=["bits0", "bits9", "range-shape", "hi-not-above-lo", "2d", "symbol-too-big", "float-symbols",
-         "fit-3d", "fit-quantiles"],
+    ids=[
+        "bits0",
+        "bits9",
+        "range-shape",
+        "hi-not-above-lo",
+        "2d",
+        "symbol-too-big",
+        "float-symbols",
+        "fit-3d",
+        "fit-quantiles",
+    ],
 )
 def test_invalid_arguments_raise_value_error(call):
     with pytest.raises(ValueError):

@@ -10,7 +10,7 @@ leaves a checkpoint that looks valid. Epoch e draws its randomness from a genera
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,26 @@ STATE_FILE = "state.json"
 
 # train_epoch(epoch, generator, on_step) -> mean training loss; on_step(loss) advances the progress bar.
 TrainEpoch = Callable[[int, torch.Generator, Callable[[float], None]], float]
+
+
+def optimize_epoch(
+    batches: Iterable,
+    loss_of: Callable[..., tuple[torch.Tensor, int]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    on_step: Callable[[float], None],
+) -> float:
+    """One pass of gradient steps; loss_of(batch) -> (mean loss, batch size). Returns the mean loss."""
+    total, seen = 0.0, 0
+    for batch in batches:
+        loss, n = loss_of(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total, seen = total + float(loss.detach()) * n, seen + n
+        on_step(total / seen)
+    return total / seen
 
 
 @dataclass

@@ -34,9 +34,7 @@ __all__ = [
 ]
 
 
-def encode_tensor_frame(
-    symbols: np.ndarray | torch.Tensor, model: EntropyModel, codec_id: str, level: int
-) -> bytes:
+def encode_tensor_frame(symbols: np.ndarray | torch.Tensor, model: EntropyModel, codec_id: str, level: int) -> bytes:
     """A complete frame holding quantized symbols of shape (C, H, W) coded under model."""
     symbols = np.asarray(symbols)
     return pack_frame(codec_id, level, symbols.shape, encode_symbols(symbols, model))

@@ -130,8 +130,7 @@ def unpack_frame(data: bytes, expected_codec: str | None = None) -> Frame:
         )
     if len(data) > frame_length:
         raise BitstreamError(
-            f"trailing bytes: {len(data) - frame_length} after the {frame_length}-byte frame "
-            "its header declares"
+            f"trailing bytes: {len(data) - frame_length} after the {frame_length}-byte frame its header declares"
         )
     (stored_crc,) = _U32.unpack_from(data, frame_length - _U32.size)
     computed_crc = zlib.crc32(memoryview(data)[: frame_length - _U32.size])

@@ -66,7 +66,10 @@ def _scale_to_precision(counts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class EntropyModel:
-    """Frequencies of shape (channels, 2^bits), int32, each >= 1, rows summing to 2^PRECISION_BITS."""
+    """Frequencies of shape (channels, 2^bits), int32, each >= 1, rows summing to 2^PRECISION_BITS.
+
+    Compared and hashed by identity (eq=False): the coder caches its per-channel coding models per
+    instance. Compare tables with np.array_equal."""
 
     bits: int
     frequencies: np.ndarray
@@ -102,7 +105,9 @@ class EntropyModel:
         check_bits(bits)
         counts = np.asarray(counts)
         if counts.ndim != 2 or counts.shape[1] != 2**bits or not np.issubdtype(counts.dtype, np.integer):
-            raise ValueError(f"counts must be integers of shape (channels, {2**bits}), got {counts.dtype} {counts.shape}")
+            raise ValueError(
+                f"counts must be integers of shape (channels, {2**bits}), got {counts.dtype} {counts.shape}"
+            )
         if counts.size and counts.min() < 0:
             raise ValueError("counts must be >= 0")
         smoothed = counts.astype(np.int64) + 1
@@ -149,7 +154,6 @@ class EntropyModel:
         model = cls(bits, frequencies.numpy())
         if metadata.get("channels") != model.num_channels:
             raise ValueError(
-                f"entropy model metadata says {metadata.get('channels')!r} channels, "
-                f"the table has {model.num_channels}"
+                f"entropy model metadata says {metadata.get('channels')!r} channels, the table has {model.num_channels}"
             )
         return model

@@ -14,7 +14,7 @@ from pydantic import Field, PositiveInt
 import grl_aecnn
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
-from grl_aecnn.loop import EpochLoop
+from grl_aecnn.loop import EpochLoop, optimize_epoch
 from grl_aecnn.nets import SplitNet, build_model
 from grl_aecnn.store import atomic_write_json, save_tensors, sha256_file
 
@@ -99,19 +99,14 @@ def train_backbone(
     loop = EpochLoop(out, config.model_dump(mode="json"), model, optimizer, scheduler, config.epochs,
                      steps_per_epoch, config.seed, f"train {config.zoo_name}")
 
+    def loss_of(batch) -> tuple[torch.Tensor, int]:
+        x, y = batch
+        x = x.contiguous(memory_format=torch.channels_last)
+        return F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing), len(y)
+
     def train_epoch(epoch: int, generator: torch.Generator, on_step) -> float:
-        loss_sum, seen = 0.0, 0
-        for x, y in iterate_batches(train_set, config.batch_size, generator, augment=True):
-            x = x.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(y)
-            seen += len(y)
-            on_step(loss_sum / seen)
-        return loss_sum / seen
+        batches = iterate_batches(train_set, config.batch_size, generator, augment=True)
+        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
 
     history, finished = loop.run(train_epoch, lambda: evaluate(model, test_set, config.eval_batch_size),
                                  config.eval_every, resume, stop_after, show_progress)

@@ -27,7 +27,7 @@ from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
 from grl_aecnn.entropy import EntropyModel, channel_histograms, fit_channel_range
 from grl_aecnn.errors import CheckpointError
-from grl_aecnn.loop import STATE_FILE, EpochLoop
+from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
 from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, save_tensors
 from grl_aecnn.zoo import load_backbone, load_card
 
@@ -133,16 +133,9 @@ def train_attention(cfg: AecnnBaseConfig, show_progress: bool = True) -> AecnnBa
                      steps_per_epoch, cfg.seed, "stage 1: attention")
 
     def train_epoch(epoch, generator, on_step) -> float:
-        total, seen = 0.0, 0
-        for x, y in iterate_batches(train_set, stage.batch_size, generator, augment=True):
-            loss = F.cross_entropy(base(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, seen = total + float(loss.detach()) * len(y), seen + len(y)
-            on_step(total / seen)
-        return total / seen
+        batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
+        return optimize_epoch(batches, lambda b: (F.cross_entropy(base(b[0]), b[1]), len(b[1])), optimizer,
+                              scheduler, on_step)
 
     loop.run(train_epoch, lambda: _top1(base, test_set), resume=(out / "stage1" / STATE_FILE).exists(),
              show_progress=show_progress)
@@ -243,22 +236,19 @@ def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, st
                      cfg.base.seed, f"level {cfg.level} {name}")
     w = cfg.loss
 
+    def loss_of(batch) -> tuple[torch.Tensor, int]:
+        f, teacher, y = batch
+        recovered = level.reconstruct(f, quantized)
+        logits = level.tail(recovered)
+        loss = (w.feature_mse * F.mse_loss(recovered, f) + w.distill * _distill(logits, teacher, w.temperature)
+                + w.cross_entropy * F.cross_entropy(logits, y))
+        return loss, len(y)
+
     def train_epoch(epoch, generator, on_step) -> float:
         if not quantized:  # stage 3: the tail is fixed, its BN statistics included
             level.net.eval()
-        total, seen = 0.0, 0
-        for f, teacher, y in _feature_batches(cache, stage.batch_size, generator):
-            recovered = level.reconstruct(f, quantized)
-            logits = level.tail(recovered)
-            loss = (w.feature_mse * F.mse_loss(recovered, f) + w.distill * _distill(logits, teacher, w.temperature)
-                    + w.cross_entropy * F.cross_entropy(logits, y))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, seen = total + float(loss.detach()) * len(y), seen + len(y)
-            on_step(total / seen)
-        return total / seen
+        return optimize_epoch(_feature_batches(cache, stage.batch_size, generator), loss_of, optimizer, scheduler,
+                              on_step)
 
     history, _ = loop.run(train_epoch, lambda: level_top1(level, cache, quantized),
                           resume=(out / STATE_FILE).exists(), show_progress=show_progress)
