@@ -54,8 +54,8 @@ class AecnnBaseConfig(StrictModel):
     backbone: str = Field("resnet20-cifar10", description="zoo name of the trained backbone")
     split: str = Field("layer2", description="stage boundary after which the device stops")
     reduction: PositiveInt = Field(4, description="channel attention MLP: C -> C/reduction -> C")
-    attention: SgdStage = SgdStage(epochs=2, lr=0.01)
-    cache_mirrored: bool = Field(True, description="also cache the features of horizontally mirrored training images")
+    attention: SgdStage = SgdStage(epochs=1, lr=0.01)
+    cache_mirrored: bool = Field(False, description="also cache the features of horizontally mirrored training images")
     seed: int = 0
     train_limit: PositiveInt | None = None
     test_limit: PositiveInt | None = None
@@ -79,8 +79,8 @@ class AecnnLevelConfig(StrictModel):
     recovery_hidden: PositiveInt = 32
     range_quantiles: tuple[float, float] = (0.0, 0.999)
     base: AecnnBaseConfig = AecnnBaseConfig()
-    recovery: SgdStage = SgdStage(epochs=3, lr=0.05, batch_size=256)
-    finetune: SgdStage = SgdStage(epochs=3, lr=0.01, batch_size=256)
+    recovery: SgdStage = SgdStage(epochs=2, lr=0.05, batch_size=256)
+    finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
     loss: LossWeights = LossWeights()
     threads: PositiveInt | None = None
 
