@@ -38,7 +38,7 @@ CHANNEL_COUNTS = (8, 32, 64)
 SPATIAL_SIZES = (8, 16)
 BIT_DEPTHS = (2, 4, 8)
 TRAIN_SAMPLES = 256
-CODEC_ID = "bench"
+CODEC_ID = "aecnn"
 
 
 @dataclass(frozen=True)

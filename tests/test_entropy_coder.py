@@ -68,7 +68,7 @@ def golden_record() -> dict[str, object]:
         "symbols_sha256": hashlib.sha256(symbols.tobytes()).hexdigest(),
         "payload_bytes": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
-        "frame_sha256": hashlib.sha256(encode_tensor_frame(symbols, model, "golden", 7)).hexdigest(),
+        "frame_sha256": hashlib.sha256(encode_tensor_frame(symbols, model, "aecnn", 7)).hexdigest(),
     }
 
 

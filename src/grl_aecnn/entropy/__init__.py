@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grl_aecnn.entropy.bitstream import FORMAT_VERSION, MAX_ELEMENTS, Frame, pack_frame, unpack_frame
+from grl_aecnn.entropy.bitstream import CODEC_NUMBERS, FORMAT_VERSION, MAX_ELEMENTS, Frame, pack_frame, unpack_frame
 from grl_aecnn.entropy.coder import decode_symbols, encode_symbols
 from grl_aecnn.entropy.models import PRECISION_BITS, EntropyModel, channel_histograms
 from grl_aecnn.entropy.quantize import dequantize, fit_channel_range, quantize, quantize_ste
 
 __all__ = [
+    "CODEC_NUMBERS",
     "FORMAT_VERSION",
     "MAX_ELEMENTS",
     "PRECISION_BITS",
