@@ -59,7 +59,7 @@ class ImageCodec:
         if self.codec_id == "raw":
             if len(payload) != h * w * c:
                 raise BitstreamError(f"raw payload of {len(payload)} bytes, expected {h * w * c}")
-            return np.frombuffer(payload, dtype=np.uint8).reshape(h, w, c)
+            return np.frombuffer(payload, dtype=np.uint8).reshape(h, w, c).copy()
         try:
             with Image.open(io.BytesIO(payload), formats=[self.codec_id.upper()]) as picture:
                 # Check the declared size before decoding, so a forged header cannot ask for a huge image.

@@ -50,7 +50,8 @@ def evaluate_level(codec: Codec, test_set: ImageSet, split_bytes_fp32: int, prog
 def evaluate_codec(codec_name: str, model: str, levels: list[Codec], test_set: ImageSet, show_progress: bool = True) -> dict:
     backbone = load_backbone(model)
     split = levels[0].split
-    split_bytes = 4 * int(np.prod(split_shape(backbone, split)))
+    # The ratio is against the float32 tensor the codec replaces: the split tensor, or the input image.
+    split_bytes = 4 * int(np.prod(split_shape(backbone, split) if split else backbone.input_shape))
     top1_uncompressed = evaluate(backbone, test_set)
     with Progress(disable=not show_progress) as progress:
         rows = [evaluate_level(codec, test_set, split_bytes, progress) for codec in levels]
