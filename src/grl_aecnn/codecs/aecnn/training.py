@@ -79,7 +79,7 @@ class AecnnLevelConfig(StrictModel):
     recovery_hidden: PositiveInt = 32
     range_quantiles: tuple[float, float] = (0.0, 0.999)
     base: AecnnBaseConfig = AecnnBaseConfig()
-    recovery: SgdStage = SgdStage(epochs=2, lr=0.05, batch_size=256)
+    recovery: SgdStage = SgdStage(epochs=1, lr=0.05, batch_size=256)
     finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
     loss: LossWeights = LossWeights()
     threads: PositiveInt | None = None
