@@ -15,7 +15,7 @@ grl-aecnn zoo add "$backbone_run"
 grl-aecnn eval backbone --model resnet20-cifar10 --json results/backbone-resnet20-cifar10.json
 
 # Level 5 and 6 (around the 256x operating point) first, so a time-boxed run gets the most important level early.
-for level in 5 6 4 7 3 8 2 1; do
+for level in 6 5 7 4 3 8 2 1; do
   grl-aecnn train codec --config "configs/codecs/aecnn-L$level.yaml"
   grl-aecnn codec ship --base-dir runs/codecs/aecnn-resnet20-cifar10 --name aecnn-resnet20-cifar10
 done
