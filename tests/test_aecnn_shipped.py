@@ -1,0 +1,59 @@
+"""The AECNN codec shipped for resnet20-cifar10: golden bytes under its probability models, and real
+bytes giving exactly the tensor path's predictions on real test images."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grl_aecnn.codecs.aecnn import load_codecs
+from grl_aecnn.data import load_cifar10, to_tensor
+from grl_aecnn.entropy import encode_symbols
+from grl_aecnn.zoo import ZOO_DIR
+from tests.conftest import SHARED_DATA, shared_cifar_available
+
+NAME = "aecnn-resnet20-cifar10"
+GOLDEN = Path(__file__).parent / "golden" / "aecnn_resnet20_cifar10.json"
+pytestmark = pytest.mark.skipif(not (ZOO_DIR / f"{NAME}.json").exists(), reason=f"{NAME} is not shipped yet")
+
+
+def golden_symbols(codec) -> np.ndarray:
+    """Symbols drawn from the level's own model, so they look like real traffic; integer draws only."""
+    rng = np.random.default_rng(1234 + codec.level)
+    freqs = codec.entropy.frequencies.astype(np.int64)
+    k, h, w = codec.symbol_shape
+    cdf = np.cumsum(freqs, axis=1)
+    u = rng.integers(0, cdf[:, -1:], size=(k, h * w))
+    return np.stack([np.searchsorted(cdf[c], u[c], side="right") for c in range(k)]).reshape(k, h, w).astype(np.uint8)
+
+
+def current_digests() -> dict[str, str]:
+    return {str(c.level): hashlib.sha256(encode_symbols(golden_symbols(c), c.entropy)).hexdigest()
+            for c in load_codecs(NAME)}
+
+
+def test_golden_bytes_under_the_shipped_models():
+    expected = json.loads(GOLDEN.read_text())
+    assert current_digests() == expected
+
+
+@pytest.mark.skipif(not shared_cifar_available(), reason="the CIFAR-10 JPEG copy is not beside the checkout")
+def test_real_bytes_predict_exactly_as_the_tensor_path(monkeypatch):
+    monkeypatch.setenv("GRL_AECNN_DATA", str(SHARED_DATA))
+    test = load_cifar10("test").take(200)
+    images = to_tensor(test.images, test.mean, test.std)
+    for codec in load_codecs(NAME):
+        # Batch size 1 on both paths: a batched convolution may round differently near a quantization step.
+        with torch.no_grad():
+            tensor_path = torch.stack([codec.module.logits_from_symbols(codec.module.symbols(codec.base.features(x[None])))[0]
+                                       for x in images]).argmax(1)
+        byte_path = torch.stack([codec.decode(codec.encode(x)) for x in images]).argmax(1)
+        assert torch.equal(byte_path, tensor_path), codec.level
+
+
+if __name__ == "__main__":  # regenerate the golden file after shipping new levels
+    GOLDEN.write_text(json.dumps(current_digests(), indent=2) + "\n")
+    print(f"wrote {GOLDEN}")
