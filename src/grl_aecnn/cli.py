@@ -232,3 +232,44 @@ def data_fetch(dataset: str = typer.Argument("cifar10", help="cifar10 (official 
         raise typer.Exit(code=2) from exc
     typer.echo(json.dumps({"dataset": data.name, "source": data.source, "test_n": len(data),
                               "test_checksum": data.checksum}))
+
+
+@app.command("simulate")
+def simulate(
+    scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML."),
+    policy: str = typer.Option("greedy", help="local, random or greedy."),
+    slots: int = typer.Option(100, min=1, help="Number of slots."),
+    seed: int = typer.Option(0, help="Seed of the environment and the policy."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Summary JSON; the event log CSV and the resolved "
+                                                                   "scenario are written beside it."),
+    profile: Optional[Path] = typer.Option(None, help="Option profile JSON built from real models."),
+    synthetic_profile: bool = typer.Option(False, "--synthetic-profile",
+                                           help="Use a made-up option profile (for trying the simulator; not a result)."),
+    allocator: str = typer.Option("optimal", help="optimal or equal (shares)."),
+) -> None:
+    """Run a policy in the dynamic MEC simulator and report accuracy, reliability, throughput, energy, latency."""
+    from grl_aecnn.experiments.simulate import run_simulation, write_outputs
+
+    if (profile is None) == (not synthetic_profile):
+        console.print("[bold red]error[/]: pass exactly one of --profile FILE (real measurements) or "
+                      "--synthetic-profile (made-up numbers, for trying the simulator)")
+        raise typer.Exit(code=2)
+    if synthetic_profile:
+        console.print("[bold yellow]warning[/]: SYNTHETIC option profile: these numbers are not measurements")
+    try:
+        result, sim = run_simulation(scenario, policy, slots, seed, profile, allocator)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    lat = result["latency_ms"]
+    table = Table(title=f"{result['scenario']}: policy {policy}, {slots} slots, seed {seed}, profile {result['profile']}")
+    for column in ("tasks", "avg accuracy", "reliability", "throughput /s", "energy/task mJ", "p50 ms", "p95 ms",
+                   "offloaded"):
+        table.add_column(column, justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    table.add_row(str(result["tasks"]), f"{result['avg_accuracy']:.4f}", f"{result['reliability']:.4f}",
+                  f"{result['throughput_per_s']:.1f}", f"{1e3 * result['energy_per_task_j']:.3f}", fmt(lat["p50"]),
+                  fmt(lat["p95"]), f"{result['offload_fraction']:.2f}")
+    console.print(table)
+    if json_file is not None:
+        paths = write_outputs(result, sim, json_file)
+        console.print(f"wrote {paths['json']}, {paths['csv']}, {paths['scenario']}")

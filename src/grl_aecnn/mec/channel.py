@@ -1,0 +1,65 @@
+"""Radio model: 3GPP TR 38.901 UMi-street canyon path loss and LOS probability, log-normal
+shadowing (Gudmundson-correlated along the MD's path), Gauss-Markov small-scale fading with Jakes
+correlation (Rician on LOS links, Rayleigh otherwise), imperfect CSI, Shannon rate."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import j0, lambertw
+
+from grl_aecnn.mec.scenario import ChannelConfig
+
+LIGHT_SPEED = 299_792_458.0
+LN2 = np.log(2.0)
+
+
+def los_probability(d2d_m: np.ndarray) -> np.ndarray:
+    """TR 38.901 Table 7.4.2-1, UMi-street canyon."""
+    d = np.maximum(d2d_m, 1e-9)
+    return np.where(d <= 18.0, 1.0, 18.0 / d + np.exp(-d / 36.0) * (1.0 - 18.0 / d))
+
+
+def path_loss_db(d2d_m: np.ndarray, los: np.ndarray, cfg: ChannelConfig) -> np.ndarray:
+    """TR 38.901 Table 7.4.1-1 UMi-street canyon, without the LOS breakpoint (PL1 for all d, as the
+    breakpoint lies beyond the area sizes used here for fc >= 2 GHz); NLOS is max(PL_LOS, PL'_NLOS)."""
+    d3d = np.sqrt(d2d_m**2 + (cfg.es_height_m - cfg.md_height_m) ** 2)
+    fc = cfg.carrier_ghz
+    pl_los = 32.4 + 21.0 * np.log10(d3d) + 20.0 * np.log10(fc)
+    pl_nlos = 22.4 + 35.3 * np.log10(d3d) + 21.3 * np.log10(fc) - 0.3 * (cfg.md_height_m - 1.5)
+    return np.where(los, pl_los, np.maximum(pl_los, pl_nlos))
+
+
+def noise_psd_w_hz(cfg: ChannelConfig) -> float:
+    return 10 ** ((cfg.noise_psd_dbm_hz + cfg.noise_figure_db - 30.0) / 10.0)
+
+
+def fading_correlation(speed_mps: np.ndarray, slot_s: float, cfg: ChannelConfig) -> np.ndarray:
+    """Jakes: rho = J0(2 pi f_D T), f_D = max(v f_c / c, floor)."""
+    f_d = np.maximum(speed_mps * cfg.carrier_ghz * 1e9 / LIGHT_SPEED, cfg.doppler_floor_hz)
+    return j0(2.0 * np.pi * f_d * slot_s)
+
+
+def complex_normal(rng: np.random.Generator, shape) -> np.ndarray:
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2.0)
+
+
+def shannon_rate(bandwidth_hz, power_w, gain, n0):
+    """bits/s; 0 where bandwidth is 0."""
+    bw = np.asarray(bandwidth_hz, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(bw > 0, power_w * gain / (n0 * np.where(bw > 0, bw, 1.0)), 0.0)
+        return np.where(bw > 0, bw * np.log2(1.0 + snr), 0.0)
+
+
+def min_bandwidth_for_rate(rate_bps, snr_per_hz):
+    """Smallest W with W log2(1 + a / W) >= R (a = P g / N0, in Hz): closed form with the k=-1
+    branch of Lambert W. Returns inf where R >= a / ln 2 (the rate is unreachable at this power)."""
+    rate = np.asarray(rate_bps, dtype=float)
+    a = np.asarray(snr_per_hz, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = rate * LN2 / a  # ln(1+x)/x = k, x = a/W
+        ok = (k > 0) & (k < 1)
+        kk = np.where(ok, k, 0.5)
+        y = -np.real(lambertw(-kk * np.exp(-kk), -1)) / kk  # y = 1 + x
+        w = a / np.maximum(y - 1.0, 1e-300)
+    return np.where(rate <= 0, 0.0, np.where(ok, w, np.inf))

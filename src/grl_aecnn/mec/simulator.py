@@ -1,0 +1,347 @@
+"""The slotted MEC simulator: layout, mobility, channels, background load, tasks, decisions,
+allocation and outcomes (docs/system-model.md). Environment randomness (layout, mobility,
+shadowing, fading, CSI error, load, tasks) comes from separate streams spawned from one seed, so
+every policy faces exactly the same realisations (common random numbers)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from grl_aecnn.errors import GrlAecnnError
+from grl_aecnn.mec.allocation import EsResources, EsTasks, equal_shares, evaluate, solve
+from grl_aecnn.mec.channel import fading_correlation, complex_normal, los_probability, noise_psd_w_hz, path_loss_db
+from grl_aecnn.mec.scenario import Scenario
+from grl_aecnn.profile import OptionProfile
+
+STREAMS = ("layout", "mobility", "shadowing", "fading", "csi", "load", "tasks")
+LOG_FIELDS = ("slot", "md", "action", "es", "option", "sample", "deadline_ms", "t_device_ms", "t_upload_ms",
+              "t_server_ms", "latency_ms", "energy_j", "bw_share", "cpu_share", "power_w", "gain_true_db",
+              "gain_est_db", "on_time", "within_energy", "success", "correct", "reward")
+
+
+class MecError(GrlAecnnError):
+    """A simulator input (action, scenario, profile) is invalid."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a decision maker sees at the start of a slot (estimates only, never the truth)."""
+
+    slot: int
+    has_task: np.ndarray  # (N,) bool
+    deadline_s: np.ndarray  # (N,), 0 without a task
+    energy_budget_j: np.ndarray  # (N,)
+    md_flops: np.ndarray  # (N,) FLOP/s
+    md_j_per_flop: np.ndarray  # (N,)
+    gain_est: np.ndarray  # (N, M) estimated linear channel gains
+    avail_est: np.ndarray  # (M,) estimated available fraction of each ES
+    md_xy: np.ndarray  # (N, 2) m
+    es_xy: np.ndarray  # (M, 2) m
+    es_bandwidth_hz: float
+    es_capacity_flops: float
+    p_max_w: float
+    n0_w_hz: float
+    failure_penalty: float
+    option_kind: np.ndarray  # (O,) str
+    option_payload_mean: np.ndarray  # (O,) bytes or symbols
+    option_accuracy: np.ndarray  # (O,) mean correctness (symbols: best SNR)
+    option_device_flops: np.ndarray
+    option_server_flops: np.ndarray
+    offload_options: np.ndarray  # profile indices of the offloading options (action order)
+    local_option: int
+    snr_grid_db: np.ndarray
+    snr_accuracy: np.ndarray  # (n_symbols_options, n_snr)
+    symbols_row: dict = field(default_factory=dict)  # profile option index -> row of snr_accuracy
+
+    @property
+    def n_md(self) -> int:
+        return len(self.has_task)
+
+    @property
+    def n_es(self) -> int:
+        return len(self.avail_est)
+
+    @property
+    def n_actions(self) -> int:
+        return 1 + self.n_es * len(self.offload_options)
+
+    def decode(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(es index or -1, profile option index) per MD."""
+        return decode_actions(actions, self.n_es, self.offload_options, self.local_option)
+
+
+def decode_actions(actions, n_es: int, offload: np.ndarray, local: int) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(actions, dtype=np.int64)
+    k = len(offload)
+    es = np.where(a == 0, -1, (a - 1) // max(k, 1))
+    opt = np.where(a == 0, local, offload[np.clip((a - 1) % max(k, 1), 0, max(k - 1, 0))] if k else local)
+    return es, opt
+
+
+def snr_accuracy_lookup(snr_db: np.ndarray, grid_db: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """table (..., n_snr) at the largest grid point <= snr; below the lowest point: 0 (outage)."""
+    idx = np.searchsorted(grid_db, snr_db, side="right") - 1
+    return np.where(idx >= 0, np.take_along_axis(table, np.maximum(idx, 0)[..., None], axis=-1)[..., 0]
+                    if table.ndim == np.ndim(idx) + 1 else table[np.maximum(idx, 0)], 0.0)
+
+
+class MecSimulator:
+    def __init__(self, scenario: Scenario, profile: OptionProfile, seed: int = 0, allocator: str = "optimal"):
+        if allocator not in ("optimal", "equal"):
+            raise MecError(f"allocator must be 'optimal' or 'equal', got {allocator!r}")
+        self.sc, self.profile, self.allocator = scenario, profile, allocator
+        self.offload = profile.offload_indices
+        self.local = profile.local_index
+        self.n_actions = 1 + scenario.n_es * len(self.offload)
+        self.n0 = noise_psd_w_hz(scenario.channel)
+        self.reset(seed)
+
+    # ---- state -------------------------------------------------------------------------------
+    def reset(self, seed: int) -> Observation:
+        sc, ch = self.sc, self.sc.channel
+        self.seed = int(seed)
+        self.rng = dict(zip(STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(len(STREAMS)))))
+        n, m, side = sc.n_md, sc.n_es, sc.layout.area_m
+        g = self.rng["layout"]
+        if sc.layout.es_layout == "grid":
+            cols = int(np.ceil(np.sqrt(m)))
+            rows = int(np.ceil(m / cols))
+            cells = [((c + 0.5) * side / cols, (r + 0.5) * side / rows) for r in range(rows) for c in range(cols)]
+            self.es_xy = np.array(cells[:m], float)
+        else:
+            self.es_xy = g.uniform(0, side, (m, 2))
+        self.md_xy = g.uniform(0, side, (n, 2))
+        shares = np.array([c.share for c in sc.device.classes], float)
+        self.md_class = g.choice(len(shares), size=n, p=shares / shares.sum())
+        cls = sc.device.classes
+        self.md_flops = np.array([cls[c].cpu_hz * cls[c].flops_per_cycle for c in self.md_class])
+        self.md_j_per_flop = np.array([cls[c].kappa * cls[c].cpu_hz**2 / cls[c].flops_per_cycle for c in self.md_class])
+        self.los_u = g.random((n, m))
+        self.los_phase = g.uniform(0, 2 * np.pi, (n, m))
+        self.waypoint = g.uniform(0, side, (n, 2))
+        self.speed = g.uniform(sc.mobility.speed_min_mps, sc.mobility.speed_max_mps, n)
+        if sc.mobility.model == "static":
+            self.speed = np.zeros(n)
+        self.shadow_z = self.rng["shadowing"].standard_normal((n, m))
+        self.scatter = complex_normal(self.rng["fading"], (n, m))
+        self.scatter_prev = self.scatter.copy()
+        self.load_state = self.rng["load"].integers(len(sc.edge.load_available), size=m)
+        self.avail_prev = np.asarray(sc.edge.load_available)[self.load_state]
+        self.slot = 0
+        self.records: list[dict[str, np.ndarray]] = []
+        self._draw_slot()
+        return self.observe()
+
+    def _distances(self) -> np.ndarray:
+        d = np.linalg.norm(self.md_xy[:, None, :] - self.es_xy[None, :, :], axis=-1)
+        return np.maximum(d, self.sc.layout.min_distance_m)
+
+    def _draw_slot(self) -> None:
+        """Large-scale gains, true/estimated gains, ES availability and tasks of the current slot."""
+        sc, ch = self.sc, self.sc.channel
+        d = self._distances()
+        self.los = self.los_u < los_probability(d)
+        sigma = np.where(self.los, ch.shadowing_los_db, ch.shadowing_nlos_db)
+        large_db = -(path_loss_db(d, self.los, ch) + sigma * self.shadow_z)
+        k_lin = np.where(self.los, 10 ** (ch.rician_k_los_db / 10), 0.0)
+
+        def small(scatter):
+            spec = np.sqrt(k_lin / (k_lin + 1)) * np.exp(1j * self.los_phase)
+            return np.abs(spec + np.sqrt(1 / (k_lin + 1)) * scatter) ** 2
+
+        self.gain_true = 10 ** (large_db / 10) * small(self.scatter)
+        eps2 = ch.csi_error_var
+        base = self.scatter_prev if ch.csi_outdated else self.scatter
+        est = np.sqrt(1 - eps2) * base + np.sqrt(eps2) * complex_normal(self.rng["csi"], base.shape)
+        self.gain_est = 10 ** (large_db / 10) * small(est)
+        avail = np.asarray(sc.edge.load_available)
+        self.avail_true = avail[self.load_state]
+        self.avail_est = np.clip(self.avail_prev + sc.edge.load_estimate_std * self.rng["load"].standard_normal(sc.n_es),
+                                 0.01, 1.0)
+        t = self.rng["tasks"]
+        n = sc.n_md
+        self.has_task = t.random(n) < sc.tasks.arrival_prob
+        self.sample = t.integers(self.profile.n_samples, size=n)
+        lo, hi = sc.tasks.deadline_min_ms, sc.tasks.deadline_max_ms
+        dl = t.uniform(lo, hi, n) if sc.tasks.deadline_dist == "uniform" else np.full(n, lo)
+        self.deadline_s = np.where(self.has_task, dl / 1e3, 0.0)
+
+    def _advance(self) -> None:
+        sc, ch = self.sc, self.sc.channel
+        moved = np.zeros(sc.n_md)
+        if sc.mobility.model == "random_waypoint":
+            step = self.speed * sc.slot_s
+            delta = self.waypoint - self.md_xy
+            dist = np.linalg.norm(delta, axis=1)
+            arrive = dist <= step
+            self.md_xy = np.where(arrive[:, None], self.waypoint,
+                                  self.md_xy + delta * (step / np.maximum(dist, 1e-12))[:, None])
+            moved = np.minimum(dist, step)
+            new_wp = self.rng["mobility"].uniform(0, sc.layout.area_m, (sc.n_md, 2))
+            new_speed = self.rng["mobility"].uniform(sc.mobility.speed_min_mps, sc.mobility.speed_max_mps, sc.n_md)
+            self.waypoint = np.where(arrive[:, None], new_wp, self.waypoint)
+            self.speed = np.where(arrive, new_speed, self.speed)
+        rho_s = np.exp(-moved / ch.shadow_decorrelation_m)[:, None]
+        self.shadow_z = rho_s * self.shadow_z + np.sqrt(1 - rho_s**2) * self.rng["shadowing"].standard_normal(self.shadow_z.shape)
+        rho = fading_correlation(self.speed, sc.slot_s, ch)[:, None]
+        self.scatter_prev = self.scatter
+        self.scatter = rho * self.scatter + np.sqrt(1 - rho**2) * complex_normal(self.rng["fading"], self.scatter.shape)
+        n_states = len(sc.edge.load_available)
+        g = self.rng["load"]
+        stay = g.random(sc.n_es) < sc.edge.load_stay_prob
+        other = (self.load_state + 1 + g.integers(max(n_states - 1, 1), size=sc.n_es)) % n_states
+        self.avail_prev = np.asarray(sc.edge.load_available)[self.load_state]
+        self.load_state = np.where(stay | (n_states == 1), self.load_state, other)
+        self.slot += 1
+        self._draw_slot()
+
+    def observe(self) -> Observation:
+        p, sc = self.profile, self.sc
+        sym = [i for i, o in enumerate(p.options) if o.kind == "symbols"]
+        return Observation(
+            slot=self.slot, has_task=self.has_task.copy(), deadline_s=self.deadline_s.copy(),
+            energy_budget_j=np.full(sc.n_md, sc.device.energy_budget_j), md_flops=self.md_flops.copy(),
+            md_j_per_flop=self.md_j_per_flop.copy(), gain_est=self.gain_est.copy(), avail_est=self.avail_est.copy(),
+            md_xy=self.md_xy.copy(), es_xy=self.es_xy.copy(), es_bandwidth_hz=sc.edge.bandwidth_hz,
+            es_capacity_flops=sc.edge.capacity_flops, p_max_w=sc.device.p_max_w, n0_w_hz=self.n0,
+            failure_penalty=sc.failure_penalty, option_kind=p.kinds, option_payload_mean=p.payload.mean(axis=1),
+            option_accuracy=p.accuracy(), option_device_flops=np.array([o.device_flops for o in p.options]),
+            option_server_flops=np.array([o.server_flops for o in p.options]), offload_options=self.offload,
+            local_option=self.local, snr_grid_db=p.snr_grid_db, snr_accuracy=p.snr_accuracy(),
+            symbols_row={i: r for r, i in enumerate(sym)})
+
+    # ---- one slot ------------------------------------------------------------------------------
+    def step(self, actions) -> dict:
+        """Apply one decision per MD (ignored for MDs without a task); returns the slot's outcome."""
+        sc, p = self.sc, self.profile
+        a = np.asarray(actions)
+        if a.shape != (sc.n_md,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= self.n_actions:
+            raise MecError(f"actions must be {sc.n_md} integers in [0, {self.n_actions}), got {a!r}")
+        es, opt = decode_actions(a, sc.n_es, self.offload, self.local)
+        n = sc.n_md
+        dev_flops = np.array([o.device_flops for o in p.options])[opt]
+        srv_flops = np.array([o.server_flops for o in p.options])[opt]
+        t_dev = dev_flops / self.md_flops
+        e_dev = dev_flops * self.md_j_per_flop
+        e_max = sc.device.energy_budget_j
+        kinds = p.kinds[opt]
+        payload = p.payload[opt, self.sample].astype(float)
+        bits = np.where(kinds == "symbols", payload, 8.0 * payload)
+        t_up, t_srv, e_tx = np.zeros(n), np.zeros(n), np.zeros(n)
+        beta, phi, power = np.zeros(n), np.zeros(n), np.zeros(n)
+        ok_off = np.zeros(n, bool)
+        correct = p.correct[opt, self.sample].astype(float)
+        acc_mean = p.accuracy()[opt]
+        rows = np.zeros(n, int)
+        grid = p.snr_grid_db
+        snr_acc = p.snr_accuracy()
+        for i in range(n):
+            if kinds[i] == "symbols":
+                rows[i] = p.symbols_row(int(opt[i]))
+        snr_db_true = np.full(n, np.nan)
+        for m in range(sc.n_es):
+            idx = np.flatnonzero(self.has_task & (es == m))
+            if not len(idx):
+                continue
+            sym = kinds[idx] == "symbols"
+            exp_acc = acc_mean[idx].copy()
+            if sym.any():  # expected accuracy of analog options at the estimated SNR of an equal share
+                w_eq = sc.edge.bandwidth_hz / len(idx)
+                snr_est = 10 * np.log10(sc.device.p_max_w * self.gain_est[idx, m] / (self.n0 * w_eq))
+                exp_acc[sym] = snr_accuracy_lookup(snr_est[sym], grid, snr_acc[rows[idx][sym]])
+            tasks = EsTasks(symbols=sym, payload=bits[idx], server_flops=srv_flops[idx], slack_s=self.deadline_s[idx] - t_dev[idx],
+                            energy_left_j=e_max - e_dev[idx], gain=self.gain_est[idx, m],
+                            weight=exp_acc + sc.failure_penalty)
+            est = EsResources(sc.edge.bandwidth_hz, sc.edge.capacity_flops * self.avail_est[m], sc.device.p_max_w, self.n0)
+            alloc = solve(tasks, est) if self.allocator == "optimal" else equal_shares(tasks, est)
+            true = EsResources(sc.edge.bandwidth_hz, sc.edge.capacity_flops * self.avail_true[m], sc.device.p_max_w, self.n0)
+            ok, tu, ts, et = evaluate(alloc.beta, alloc.phi, alloc.power, tasks.with_gain(self.gain_true[idx, m]), true)
+            beta[idx], phi[idx], power[idx] = alloc.beta, alloc.phi, alloc.power
+            t_up[idx], t_srv[idx], e_tx[idx], ok_off[idx] = tu, ts, et, ok
+            with np.errstate(divide="ignore"):
+                snr_db_true[idx] = 10 * np.log10(alloc.power * self.gain_true[idx, m]
+                                                 / (self.n0 * np.maximum(alloc.beta, 1e-300) * sc.edge.bandwidth_hz))
+            if sym.any():
+                s_idx = idx[sym]
+                correct[s_idx] = snr_accuracy_lookup(
+                    snr_db_true[s_idx], grid, p.snr_correct[rows[s_idx], :, self.sample[s_idx]].astype(float))
+        local = es < 0
+        latency = t_dev + t_up + t_srv
+        energy = e_dev + e_tx
+        on_time = latency <= self.deadline_s * (1 + 1e-9) + 1e-12
+        within = energy <= e_max * (1 + 1e-9) + 1e-15
+        success = np.where(local, on_time & within, ok_off) & self.has_task
+        on_time &= self.has_task
+        reward_i = np.where(success, correct, -sc.failure_penalty)
+        tasks_idx = np.flatnonzero(self.has_task)
+        g_true = self.gain_true[np.arange(n), np.maximum(es, 0)]
+        g_est = self.gain_est[np.arange(n), np.maximum(es, 0)]
+        rec = {
+            "slot": np.full(len(tasks_idx), self.slot), "md": tasks_idx, "action": a[tasks_idx], "es": es[tasks_idx],
+            "option": opt[tasks_idx], "sample": self.sample[tasks_idx], "deadline_ms": 1e3 * self.deadline_s[tasks_idx],
+            "t_device_ms": 1e3 * t_dev[tasks_idx], "t_upload_ms": 1e3 * t_up[tasks_idx], "t_server_ms": 1e3 * t_srv[tasks_idx],
+            "latency_ms": 1e3 * latency[tasks_idx], "energy_j": energy[tasks_idx], "bw_share": beta[tasks_idx],
+            "cpu_share": phi[tasks_idx], "power_w": power[tasks_idx],
+            "gain_true_db": np.where(local, np.nan, 10 * np.log10(g_true))[tasks_idx],
+            "gain_est_db": np.where(local, np.nan, 10 * np.log10(g_est))[tasks_idx],
+            "on_time": on_time[tasks_idx], "within_energy": within[tasks_idx], "success": success[tasks_idx],
+            "correct": (correct[tasks_idx] > 0) & success[tasks_idx], "reward": reward_i[tasks_idx],
+        }
+        self.records.append(rec)
+        reward = float(reward_i[tasks_idx].mean()) if len(tasks_idx) else 0.0
+        self._advance()
+        return {"reward": reward, "n_tasks": len(tasks_idx), "n_success": int(success.sum()), "record": rec}
+
+    # ---- results -------------------------------------------------------------------------------
+    def log_arrays(self) -> dict[str, np.ndarray]:
+        if not self.records:
+            return {k: np.zeros(0) for k in LOG_FIELDS}
+        return {k: np.concatenate([r[k] for r in self.records]) for k in LOG_FIELDS}
+
+    def event_log_csv(self) -> str:
+        """Per-task log; floats with 9 significant digits, so the same seed gives the same bytes."""
+        cols = self.log_arrays()
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(LOG_FIELDS)
+        names = self.profile.names
+
+        def fmt(k, v):
+            if k == "option":
+                return names[int(v)]
+            if isinstance(v, (bool, np.bool_)):
+                return int(v)
+            if isinstance(v, (np.integer, int)):
+                return int(v)
+            return "" if not np.isfinite(v) else f"{float(v):.9g}"
+
+        for i in range(len(cols["slot"])):
+            w.writerow([fmt(k, cols[k][i]) for k in LOG_FIELDS])
+        return buf.getvalue()
+
+    def summary(self) -> dict:
+        c = self.log_arrays()
+        n_tasks = len(c["slot"])
+        slots = self.slot
+        finite = c["latency_ms"][np.isfinite(c["latency_ms"]) & c["success"].astype(bool)] if n_tasks else np.zeros(0)
+        pct = lambda x, q: float(np.percentile(x, q)) if len(x) else None  # noqa: E731
+        succ = c["success"].astype(bool) if n_tasks else np.zeros(0, bool)
+        rew = c["reward"] if n_tasks else np.zeros(0)
+        energy = c["energy_j"][np.isfinite(c["energy_j"])] if n_tasks else np.zeros(0)
+        return {
+            "slots": slots, "slot_s": self.sc.slot_s, "tasks": n_tasks,
+            "avg_accuracy": float(np.mean(c["correct"])) if n_tasks else 0.0,
+            "reliability": float(np.mean(succ)) if n_tasks else 0.0,
+            "throughput_per_s": float(succ.sum() / (slots * self.sc.slot_s)) if slots else 0.0,
+            "energy_per_task_j": float(np.mean(energy)) if len(energy) else 0.0,
+            "avg_reward": float(np.mean(rew)) if n_tasks else 0.0,
+            "offload_fraction": float(np.mean(c["es"] >= 0)) if n_tasks else 0.0,
+            "latency_ms": {"p50": pct(finite, 50), "p95": pct(finite, 95), "of": "successful tasks"},
+            "latency_breakdown_ms": {
+                part: {"p50": pct(c[f"t_{part}_ms"][succ], 50), "p95": pct(c[f"t_{part}_ms"][succ], 95)}
+                for part in ("device", "upload", "server")},
+        }

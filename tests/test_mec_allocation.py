@@ -1,0 +1,60 @@
+"""Properties of the upload model and the allocation solver (perfect CSI: estimates = truth)."""
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grl_aecnn.mec.allocation import EsResources, EsTasks, dof_needed, equal_shares, evaluate, power_rule, solve, upload_time
+
+N0 = 10 ** ((-174 + 9 - 30) / 10)
+RES = EsResources(1e7, 2e10, 0.2, N0)
+
+
+def tasks_from(seed: int, n: int, symbols: bool = False) -> EsTasks:
+    rng = np.random.default_rng(seed)
+    sym = rng.random(n) < 0.3 if symbols else np.zeros(n, bool)
+    return EsTasks(sym, np.where(sym, 512.0, rng.uniform(200, 16000, n)), rng.uniform(1e6, 5e7, n),
+                   rng.uniform(0.002, 0.02, n), rng.uniform(1e-4, 2e-3, n), 10 ** rng.uniform(-13, -10, n),
+                   rng.uniform(0.5, 1.5, n))
+
+
+@given(st.integers(0, 10**6), st.floats(1e-4, 1), st.floats(1e-4, 1), st.floats(1e-3, 0.2), st.floats(1e-3, 0.2))
+@settings(max_examples=100, deadline=None)
+def test_more_bandwidth_or_power_never_slows_upload(seed, b1, b2, p1, p2):
+    t = tasks_from(seed, 1)
+    (b_lo, b_hi), (p_lo, p_hi) = sorted((b1, b2)), sorted((p1, p2))
+    slow = upload_time(np.array([b_lo]), np.array([p_lo]), t, RES)
+    assert upload_time(np.array([b_hi]), np.array([p_lo]), t, RES) <= slow * (1 + 1e-12)
+    assert upload_time(np.array([b_lo]), np.array([p_hi]), t, RES) <= slow * (1 + 1e-12)
+
+
+@given(st.integers(0, 10**6), st.integers(1, 12), st.booleans())
+@settings(max_examples=25, deadline=None)
+def test_shares_valid_and_never_worse_than_equal(seed, n, symbols):
+    t = tasks_from(seed, n, symbols)
+    a = solve(t, RES)
+    assert np.all((a.beta >= 0) & (a.beta <= 1)) and np.all((a.phi >= 0) & (a.phi <= 1))
+    assert a.beta.sum() <= 1 + 1e-9 and a.phi.sum() <= 1 + 1e-9
+    assert np.all(a.power <= RES.p_max_w * (1 + 1e-12))
+    ok, *_ = evaluate(a.beta, a.phi, a.power, t, RES)
+    assert np.array_equal(ok, a.served)
+    assert ok @ t.weight >= equal_shares(t, RES).served @ t.weight * (1 - 1e-6)
+
+
+def brute_force(t: EsTasks, grid: np.ndarray) -> float:
+    shares = np.array([b for b in itertools.product(grid, repeat=len(t)) if sum(b) <= 1 + 1e-12])
+    power = power_rule(shares, dof_needed(t, RES), t, RES)
+    bi, pi = (x.ravel() for x in np.meshgrid(np.arange(len(shares)), np.arange(len(shares)), indexing="ij"))
+    ok, *_ = evaluate(shares[bi], shares[pi], power[bi], t, RES)
+    return float((ok @ t.weight).max())
+
+
+@given(st.integers(0, 10**6), st.integers(1, 3))
+@settings(max_examples=20, deadline=None)
+def test_never_beaten_by_grid_search(seed, n):
+    t = tasks_from(seed, n)
+    a = solve(t, RES)
+    best = brute_force(t, np.linspace(0.05, 1, 20) if n < 3 else np.linspace(0.1, 1, 10))
+    assert a.served @ t.weight >= best * (1 - 1e-6)
