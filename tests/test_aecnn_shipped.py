@@ -54,6 +54,6 @@ def test_real_bytes_predict_exactly_as_the_tensor_path(monkeypatch):
         assert torch.equal(byte_path, tensor_path), codec.level
 
 
-if __name__ == "__main__":  # regenerate the golden file after shipping new levels
+if __name__ == "__main__":  # python -m tests.test_aecnn_shipped: regenerate after shipping new levels
     GOLDEN.write_text(json.dumps(current_digests(), indent=2) + "\n")
     print(f"wrote {GOLDEN}")

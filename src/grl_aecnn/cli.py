@@ -175,12 +175,20 @@ def zoo_list(json_file: Optional[Path] = typer.Option(None, "--json", help="Writ
 
     cards = list_models()
     table = Table(title="grl-aecnn zoo")
-    for column in ("name", "model", "dataset", "top-1", "epochs"):
+    for column in ("name", "kind", "dataset / backbone", "top-1 / levels"):
         table.add_column(column)
+    rows = []
     for c in cards:
-        table.add_row(c["name"], c["model"], c["dataset"]["name"], f"{c['top1']:.4f}", str(c["epochs"]))
+        if "codec" in c:  # a codec card: its levels sit on a shipped backbone
+            rows.append({"name": c["name"], "kind": f"{c['codec']} codec", "backbone": c["backbone"],
+                         "levels": [lv["level"] for lv in c["levels"]]})
+            table.add_row(c["name"], rows[-1]["kind"], c["backbone"], str(rows[-1]["levels"]))
+        else:
+            rows.append({"name": c["name"], "kind": "backbone", "model": c["model"], "top1": c["top1"],
+                         "epochs": c["epochs"]})
+            table.add_row(c["name"], f"backbone ({c['model']})", c["dataset"]["name"], f"{c['top1']:.4f}")
     console.print(table)
-    _write_json(json_file, {"models": [{k: c[k] for k in ("name", "model", "top1", "epochs")} for c in cards]})
+    _write_json(json_file, {"models": rows})
 
 
 @zoo_app.command("add")
