@@ -63,7 +63,7 @@ def build_for_dataset(model_name: str, data: ImageSet) -> SplitNet:
 
 
 @torch.no_grad()
-def evaluate(model: SplitNet, data: ImageSet, batch_size: int = 500) -> float:
+def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> float:
     """Top-1 accuracy on `data`, in eval mode."""
     was_training = model.training
     model.eval()

@@ -28,6 +28,7 @@ from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
 from grl_aecnn.entropy import EntropyModel, channel_histograms, fit_channel_range
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
+from grl_aecnn.nets.training import evaluate
 from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, save_tensors
 from grl_aecnn.zoo import load_backbone, load_card
 
@@ -137,19 +138,10 @@ def train_attention(cfg: AecnnBaseConfig, show_progress: bool = True) -> AecnnBa
         return optimize_epoch(batches, lambda b: (F.cross_entropy(base(b[0]), b[1]), len(b[1])), optimizer,
                               scheduler, on_step)
 
-    loop.run(train_epoch, lambda: _top1(base, test_set), resume=(out / "stage1" / STATE_FILE).exists(),
+    loop.run(train_epoch, lambda: evaluate(base, test_set), resume=(out / "stage1" / STATE_FILE).exists(),
              show_progress=show_progress)
     save_tensors(out / BASE_WEIGHTS, base.state_dict())
     return base.eval()
-
-
-@torch.no_grad()
-def _top1(model: torch.nn.Module, data: ImageSet) -> float:
-    was_training = model.training
-    model.eval()
-    correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in iterate_batches(data, 500))
-    model.train(was_training)
-    return correct / len(data)
 
 
 @torch.no_grad()
