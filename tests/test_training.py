@@ -37,6 +37,30 @@ def test_model_card(tiny_cifar, tmp_path):
     assert card["package_version"] and card["wall_time_s"] > 0
 
 
+def test_warm_start_continues_from_a_finished_run(tiny_cifar, tmp_path):
+    first = train_backbone(tiny_config(tmp_path / "first", epochs=1), show_progress=False)
+    start = load_tensors(tmp_path / "first" / "model.safetensors")
+    # Zero learning rate everywhere: the second run must keep the first run's weights exactly.
+    frozen = dict(optimizer={"lr_max": 1e-12, "weight_decay": 0.0}, schedule={"div_factor": 2.0, "final_div_factor": 2.0})
+    second = train_backbone(tiny_config(tmp_path / "second", epochs=1, init_from=str(tmp_path / "first"), **frozen),
+                            show_progress=False)
+    end = load_tensors(tmp_path / "second" / "model.safetensors")
+    conv = "stem.0.weight" if "stem.0.weight" in start else next(k for k in start if k.endswith("weight"))
+    assert torch.allclose(start[conv], end[conv], atol=1e-6)
+    assert second["init_from"]["weights_sha256"] == first["weights_sha256"]
+    assert second["total_epochs"] == 2 and second["epochs"] == 1
+
+
+def test_warm_start_refuses_an_unfinished_or_altered_run(tiny_cifar, tmp_path):
+    with pytest.raises(CheckpointError, match="finished run"):
+        train_backbone(tiny_config(tmp_path / "b", init_from=str(tmp_path / "missing")), show_progress=False)
+    train_backbone(tiny_config(tmp_path / "a", epochs=1), show_progress=False)
+    weights = tmp_path / "a" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        train_backbone(tiny_config(tmp_path / "c", init_from=str(tmp_path / "a")), show_progress=False)
+
+
 def test_seed_changes_the_weights(tiny_cifar, tmp_path):
     train_backbone(tiny_config(tmp_path / "s0", epochs=1), show_progress=False)
     train_backbone(tiny_config(tmp_path / "s1", epochs=1, seed=1), show_progress=False)

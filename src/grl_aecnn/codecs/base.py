@@ -4,7 +4,8 @@ A codec object is one operating point (one compression level of one method on on
 device side takes a normalized image (C, H, W) and returns the bytes that go on the air; the server
 side takes those bytes and returns class logits. `split` names the backbone stage after which the
 device stops (None when the device sends the image itself); FLOPs are per image, counted by
-torch's FlopCounterMode.
+torch's FlopCounterMode. The batch methods give the same results as the one-image methods up to
+float rounding (they exist because servers and profile builds batch).
 """
 
 from __future__ import annotations
@@ -28,4 +29,12 @@ class Codec(Protocol):
 
     def decode(self, data: bytes) -> torch.Tensor:
         """Server side: bytes -> logits (num_classes,). Raises BitstreamError on bad input."""
+        ...
+
+    def encode_batch(self, images: torch.Tensor) -> list[bytes]:
+        """`encode` of each image of a batch (B, C, H, W), computed together."""
+        ...
+
+    def decode_batch(self, data: list[bytes]) -> torch.Tensor:
+        """`decode` of each bitstream, computed together: logits (B, num_classes)."""
         ...

@@ -42,6 +42,9 @@ class ImageCodec:
         s = torch.tensor(self.std).view(-1, 1, 1)
         return (image * s + m).mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
+    def encode_batch(self, images: torch.Tensor) -> list[bytes]:
+        return [self.encode(image) for image in images]
+
     def encode(self, image: torch.Tensor) -> bytes:
         pixels = self._pixels(image)
         if self.codec_id == "raw":
@@ -72,11 +75,17 @@ class ImageCodec:
             raise BitstreamError(f"undecodable {self.codec_id} payload ({type(exc).__name__}: {exc})") from exc
         return pixels.reshape(h, w, c)
 
-    @torch.no_grad()
-    def decode(self, data: bytes) -> torch.Tensor:
+    def _frame_pixels(self, data: bytes) -> np.ndarray:
         frame = unpack_frame(data, expected_codec=self.codec_id)
         if frame.level != self.level or frame.shape != self.pixel_shape:
             raise BitstreamError(f"frame is level {frame.level} shape {frame.shape}; this decoder expects "
                                  f"level {self.level} shape {self.pixel_shape}")
-        pixels = self._decode_pixels(frame.payload)
-        return self.backbone(to_tensor(pixels[None], self.mean, self.std))[0]
+        return self._decode_pixels(frame.payload)
+
+    @torch.no_grad()
+    def decode_batch(self, data: list[bytes]) -> torch.Tensor:
+        pixels = np.stack([self._frame_pixels(d) for d in data])
+        return self.backbone(to_tensor(pixels, self.mean, self.std))
+
+    def decode(self, data: bytes) -> torch.Tensor:
+        return self.decode_batch([data])[0]

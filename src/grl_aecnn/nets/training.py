@@ -14,9 +14,11 @@ from pydantic import Field, PositiveInt
 import grl_aecnn
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
+from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import EpochLoop, optimize_epoch
 from grl_aecnn.nets import SplitNet, build_model
-from grl_aecnn.store import atomic_write_json, save_tensors, sha256_file
+from grl_aecnn.store import (atomic_write_json, load_module_state, load_tensors, read_json, save_tensors,
+                             sha256_file)
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -53,7 +55,26 @@ class BackboneTrainConfig(StrictModel):
     train_limit: PositiveInt | None = Field(None, description="use only the first N training images (tests)")
     test_limit: PositiveInt | None = Field(None, description="use only the first N test images (tests)")
     threads: PositiveInt | None = Field(None, description="torch intra-op threads; None keeps torch's default")
+    init_from: str | None = Field(
+        None, description="warm start: a finished run folder (card.json + model.safetensors) whose weights "
+                          "start this run, e.g. a second one-cycle after a first")
     output_dir: str = "runs/backbones/resnet20-cifar10"
+
+
+def warm_start(model: SplitNet, run_dir: str) -> dict:
+    """Load a finished run's weights into `model`; return its provenance for the new card."""
+    run = Path(run_dir)
+    card_path, weights = run / CARD_FILE, run / WEIGHTS_FILE
+    if not card_path.exists() or not weights.exists():
+        raise CheckpointError(f"init_from {run}: needs a finished run with {CARD_FILE} and {WEIGHTS_FILE}")
+    card = read_json(card_path)
+    if sha256_file(weights) != card["weights_sha256"]:
+        raise CheckpointError(f"init_from {weights}: SHA-256 does not match {card_path}")
+    load_module_state(model, load_tensors(weights), str(weights))
+    lineage = card.get("init_from")
+    return {"run": str(run), "name": card["name"], "top1": card["top1"], "epochs": card["epochs"],
+            "total_epochs": card.get("total_epochs", card["epochs"]), "weights_sha256": card["weights_sha256"],
+            **({"init_from": lineage} if lineage else {})}
 
 
 def build_for_dataset(model_name: str, data: ImageSet) -> SplitNet:
@@ -85,7 +106,9 @@ def train_backbone(
     test_set = load_dataset(config.dataset, "test").take(config.test_limit)
     torch.manual_seed(config.seed)
     # channels_last runs the convolutions about 1.4x faster on CPU, with the same results.
-    model = build_for_dataset(config.model, train_set).to(memory_format=torch.channels_last)
+    model = build_for_dataset(config.model, train_set)
+    parent = warm_start(model, config.init_from) if config.init_from else None
+    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.optimizer.lr_max, momentum=config.optimizer.momentum,
         nesterov=config.optimizer.nesterov, weight_decay=config.optimizer.weight_decay,
@@ -129,6 +152,8 @@ def train_backbone(
         },
         "top1": history[-1]["test_top1"],
         "epochs": config.epochs,
+        "total_epochs": config.epochs + (parent["total_epochs"] if parent else 0),
+        **({"init_from": parent} if parent else {}),
         "seed": config.seed,
         "config": config.model_dump(mode="json"),
         "package_version": grl_aecnn.__version__,
