@@ -21,8 +21,10 @@ zoo_app = typer.Typer(help="Models shipped with the package.", no_args_is_help=T
 eval_app = typer.Typer(help="Re-measure shipped models on real data.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets.", no_args_is_help=True)
 codec_app = typer.Typer(help="Semantic codecs: evaluate and ship.", no_args_is_help=True)
+profile_app = typer.Typer(help="Option profiles: every option's real bytes and correctness per test sample.",
+                          no_args_is_help=True)
 for sub, name in ((nets_app, "nets"), (train_app, "train"), (zoo_app, "zoo"), (eval_app, "eval"), (data_app, "data"),
-                  (codec_app, "codec")):
+                  (codec_app, "codec"), (profile_app, "profile")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -100,29 +102,63 @@ def train_backbone_cmd(
 def train_codec_cmd(
     config: Path = typer.Option(..., help="YAML config of one level, e.g. configs/codecs/aecnn-L5.yaml."),
 ) -> None:
-    """Train one AECNN level (stages 1-2 are shared and run once); every stage resumes from its checkpoint."""
-    from grl_aecnn.codecs.aecnn.training import AecnnLevelConfig, train_level
-    from grl_aecnn.config import load_config
+    """Train one level of the config's `codec:` (aecnn, bottlenetpp, deepjscc); every stage resumes from its checkpoint."""
+    from grl_aecnn.codecs import train_codec_level
 
     try:
-        card = train_level(load_config(config, AecnnLevelConfig))
+        console.print(train_codec_level(config))
     except GrlAecnnError as exc:
         raise _fail(exc) from exc
-    console.print(f"level {card['level']}: {card['keep_channels']} channels at {card['bits']} bits, "
-                  f"{card['entropy_bits_per_symbol']:.3f} bits/symbol on the training set, "
-                  f"test top-1 (tensor path) {card['test_top1_tensor_path']:.4f}")
+
+
+@train_app.command("policy")
+def train_policy_cmd(
+    policy: str = typer.Option("grl", help="grl (GRL-AECNN) or droo (DROO-AECNN)."),
+    scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML."),
+    slots: int = typer.Option(..., min=1, help="Training slots in total (with --resume: including those done)."),
+    profile: Optional[Path] = typer.Option(None, help="Option profile JSON [the shipped real profile if present, "
+                                                      "else the SYNTHETIC one]."),
+    config: Optional[Path] = typer.Option(None, help="Training config YAML [configs/policies/POLICY.yaml]."),
+    out: Optional[Path] = typer.Option(None, help="Output folder [runs/policies/POLICY-SCENARIO]."),
+    resume: bool = typer.Option(False, help="Continue from the checkpoint in --out."),
+) -> None:
+    """Train a decision policy in the simulator; checkpoints (safetensors + JSON), then model.safetensors + card.json."""
+    import torch
+
+    from grl_aecnn.config import load_config
+    from grl_aecnn.mec.scenario import Scenario
+    from grl_aecnn.policies.grl import AgentConfig, train_agent
+    from grl_aecnn.policies.registry import default_profile
+
+    torch.set_num_threads(1)  # tiny networks: threads cost more than they give
+    try:
+        cfg = load_config(config or Path(f"configs/policies/{policy}.yaml"), AgentConfig)
+        if cfg.policy != policy:
+            raise GrlAecnnError(f"{config}: config is for policy {cfg.policy!r}, not {policy!r}")
+        scen = load_config(scenario, Scenario)
+        prof, source = default_profile(profile)
+        if prof.synthetic:
+            console.print("[bold yellow]warning[/]: training against the SYNTHETIC option profile")
+        card = train_agent(cfg, scen, prof, slots, out or Path(f"runs/policies/{policy}-{scen.name}"), resume=resume,
+                           profile_source=source, log=console.print)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{card['name']}: {card['slots']} slots, mean slot reward of the last episodes "
+                  f"{card['mean_reward_last_episodes']:+.4f}")
 
 
 @codec_app.command("ship")
 def codec_ship(
-    base_dir: Path = typer.Option(Path("runs/codecs/aecnn-resnet20-cifar10"), help="Output folder of the level trainings."),
-    name: str = typer.Option("aecnn-resnet20-cifar10", help="Zoo name of the codec."),
+    codec: str = typer.Option("aecnn", help="aecnn, bottlenetpp or deepjscc."),
+    base_dir: Optional[Path] = typer.Option(None, help="Output folder of the level trainings [runs/codecs/CODEC-resnet20-cifar10]."),
+    name: Optional[str] = typer.Option(None, help="Zoo name of the codec [CODEC-resnet20-cifar10]."),
 ) -> None:
-    """Collect the trained AECNN levels into the package's zoo (for developers)."""
-    from grl_aecnn.codecs.aecnn import ship_codec
+    """Collect the trained levels of a codec into the package's zoo (for developers)."""
+    from grl_aecnn.codecs import learned_codec
 
+    name = name or f"{codec}-resnet20-cifar10"
     try:
-        card = ship_codec(base_dir, name)
+        card = learned_codec(codec).ship(base_dir or Path(f"runs/codecs/{name}"), name)
     except GrlAecnnError as exc:
         raise _fail(exc) from exc
     console.print(f"shipped {name}: levels {[lv['level'] for lv in card['levels']]}")
@@ -168,6 +204,40 @@ def codec_eval(
         console.print(f"wrote {plot}")
 
 
+@codec_app.command("eval-channel")
+def codec_eval_channel(
+    model: str = typer.Option("resnet20-cifar10", help="Zoo name of the backbone."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate on a fixed subset of N test images."),
+    channel: list[str] = typer.Option(["awgn", "rayleigh"], help="Channels to evaluate (repeatable)."),
+    snr: list[float] = typer.Option([-5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0], help="SNR grid in dB (repeatable)."),
+    seed: int = typer.Option(0, help="Seed of the channel noise."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
+) -> None:
+    """DeepJSCC: top-1 and PSNR of every bandwidth ratio over an SNR grid, seeded channel noise (analog path)."""
+    from grl_aecnn.codecs import load_codec_levels
+    from grl_aecnn.codecs.deepjscc import evaluate_channels
+    from grl_aecnn.data import load_dataset
+    from grl_aecnn.zoo import load_card
+
+    try:
+        levels = load_codec_levels("deepjscc", model)
+        test_set = load_dataset(load_card(model)["dataset"]["name"], "test").take(limit)
+        result = evaluate_channels(levels, model, test_set, snr, channel, seed)
+    except (GrlAecnnError, ValueError) as exc:
+        console.print(f"[bold red]error[/]: {exc}")
+        raise typer.Exit(code=2) from exc
+    result["package_version"] = grl_aecnn.__version__
+    table = Table(title=f"deepjscc on {model}, {result['n']} test images, top-1 / PSNR dB "
+                        f"(uncompressed top-1 {result['top1_uncompressed']:.4f})")
+    for column in ("level", "k/n", "channel", *(f"{s:g} dB" for s in snr)):
+        table.add_column(column, justify="right")
+    for r in result["levels"]:
+        table.add_row(str(r["level"]), f"1/{1 / r['bandwidth_ratio']:.0f}", r["channel"],
+                      *(f"{p['top1']:.3f} / {p['psnr_db']:.1f}" for p in r["snr"]))
+    console.print(table)
+    _write_json(json_file, result)
+
+
 @zoo_app.command("list")
 def zoo_list(json_file: Optional[Path] = typer.Option(None, "--json", help="Write the list as JSON.")) -> None:
     """Models shipped with the package."""
@@ -179,6 +249,11 @@ def zoo_list(json_file: Optional[Path] = typer.Option(None, "--json", help="Writ
         table.add_column(column)
     rows = []
     for c in cards:
+        if c.get("kind") == "policy":  # a trained decision policy (policies/grl.py)
+            rows.append({"name": c["name"], "kind": f"{c['policy']} policy", "scenario": c["scenario"],
+                         "profile": c["profile"]["source"], "slots": c["slots"]})
+            table.add_row(c["name"], rows[-1]["kind"], f"{c['scenario']} ({c['profile']['model']})", f"{c['slots']} slots")
+            continue
         if "codec" in c:  # a codec card: its levels sit on a shipped backbone
             rows.append({"name": c["name"], "kind": f"{c['codec']} codec", "backbone": c["backbone"],
                          "levels": [lv["level"] for lv in c["levels"]]})
@@ -200,7 +275,7 @@ def zoo_add(run_dir: Path = typer.Argument(..., help="A finished training run fo
         card = add_to_zoo(run_dir)
     except GrlAecnnError as exc:
         raise _fail(exc) from exc
-    console.print(f"added {card['name']} (top-1 {card['top1']:.4f})")
+    console.print(f"added {card['name']}" + (f" (top-1 {card['top1']:.4f})" if "top1" in card else ""))
 
 
 @eval_app.command("backbone")
@@ -242,10 +317,57 @@ def data_fetch(dataset: str = typer.Argument("cifar10", help="cifar10 (official 
                               "test_checksum": data.checksum}))
 
 
+@profile_app.command("build")
+def profile_build(
+    config: Path = typer.Option(Path("configs/profiles/resnet20-cifar10.yaml"), help="Profile build YAML."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Override: a fixed subset of N test images."),
+    output: Optional[str] = typer.Option(None, help="Override: path stem of the .json/.npz pair."),
+) -> None:
+    """Run every shipped option on the test set and write the profile the simulator draws tasks from."""
+    from grl_aecnn.config import load_config
+    from grl_aecnn.profile import ProfileBuildConfig, build_profile, save_profile
+
+    try:
+        cfg = load_config(config, ProfileBuildConfig)
+        cfg = cfg.model_copy(update={k: v for k, v in (("limit", limit), ("output", output)) if v is not None})
+        profile = build_profile(cfg)
+        path = save_profile(profile, cfg.output)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    _print_profile(profile)
+    console.print(f"wrote {path} and {path.with_suffix('.npz').name}")
+
+
+@profile_app.command("show")
+def profile_show(path: Optional[Path] = typer.Argument(None, help="Profile JSON; default: the shipped one.")) -> None:
+    """Validate a profile and print its options."""
+    from grl_aecnn.profile import load_profile, load_shipped_profile
+
+    try:
+        profile = load_profile(path) if path else load_shipped_profile()
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    _print_profile(profile)
+
+
+def _print_profile(profile) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{profile.model} on {profile.dataset}: {profile.n_samples} test samples")
+    for column in ("option", "kind", "payload mean", "top-1", "device MFLOPs", "server MFLOPs", "device ms", "server ms"):
+        table.add_column(column, justify="left" if column in ("option", "kind") else "right")
+    unit = {"bytes": " B", "symbols": " sym", "local": ""}
+    for o, payload, acc in zip(profile.options, profile.payload.mean(axis=1), profile.accuracy()):
+        table.add_row(o.name, o.kind, f"{payload:.1f}{unit[o.kind]}", f"{acc:.4f}", f"{o.device_flops / 1e6:.1f}",
+                      f"{o.server_flops / 1e6:.1f}", f"{o.device_latency_ms:.2f}", f"{o.server_latency_ms:.2f}")
+    console.print(table)
+
+
 @app.command("simulate")
 def simulate(
     scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML."),
-    policy: str = typer.Option("greedy", help="local, random or greedy."),
+    policy: str = typer.Option("greedy", help="grl, grl-bottlenetpp, grl-deepjscc, droo, exhaustive, oracle, "
+                                              "full-offload, greedy, local or random."),
     slots: int = typer.Option(100, min=1, help="Number of slots."),
     seed: int = typer.Option(0, help="Seed of the environment and the policy."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Summary JSON; the event log CSV and the resolved "
@@ -281,3 +403,70 @@ def simulate(
     if json_file is not None:
         paths = write_outputs(result, sim, json_file)
         console.print(f"wrote {paths['json']}, {paths['csv']}, {paths['scenario']}")
+
+
+# ---- runtime (issue 8): edge server, device, testbed ------------------------------------------
+serve_app = typer.Typer(help="Long-running runtime processes.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("edge")
+def serve_edge(
+    config: Path = typer.Option(Path("configs/runtime/edge.yaml"), help="Edge-server YAML (EdgeServerConfig)."),
+    port: Optional[int] = typer.Option(None, help="Override the config's port (0: ephemeral)."),
+    ready_file: Optional[Path] = typer.Option(None, help="Write {url, pid} here once listening."),
+) -> None:
+    """Edge server: decodes bitstreams of any served codec, runs the tail, EDF queue with batching (HTTP)."""
+    from grl_aecnn.config import load_config
+    from grl_aecnn.runtime.config import EdgeServerConfig
+    from grl_aecnn.runtime.server import run_edge_server
+
+    try:
+        cfg = load_config(config, EdgeServerConfig)
+        run_edge_server(cfg if port is None else cfg.model_copy(update={"port": port}), ready_file)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("device")
+def device_cmd(
+    config: Path = typer.Option(Path("configs/runtime/device.yaml"), help="Device YAML (DeviceConfig)."),
+    port: Optional[int] = typer.Option(None, help="Override the config's port (0: ephemeral)."),
+    ready_file: Optional[Path] = typer.Option(None, help="Write {url, pid} here once listening."),
+) -> None:
+    """Device: runs the head and encoder (or the whole model) on real test images, as the controller orders."""
+    from grl_aecnn.config import load_config
+    from grl_aecnn.runtime.config import DeviceConfig
+    from grl_aecnn.runtime.device import run_device
+
+    try:
+        cfg = load_config(config, DeviceConfig)
+        run_device(cfg if port is None else cfg.model_copy(update={"port": port}), ready_file)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("testbed")
+def testbed_cmd(
+    scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML (N devices, M servers)."),
+    policy: str = typer.Option("greedy", help="Any policy make_policy knows."),
+    slots: int = typer.Option(20, min=1, help="Number of slots (real time: slot_s each, at least)."),
+    seed: int = typer.Option(0, help="Seed of the environment and the policy (as in simulate)."),
+    config: Path = typer.Option(Path("configs/runtime/testbed.yaml"), help="Testbed YAML (TestbedConfig)."),
+    json_file: Path = typer.Option(Path("results/testbed.json"), "--json",
+                                   help="Summary JSON; event log, sim-vs-real table, simulation and logs beside it."),
+    allocator: str = typer.Option("optimal", help="optimal or equal (shares)."),
+) -> None:
+    """Real processes, sockets and models on this machine, driven slot by slot by the simulator; sim-vs-real table."""
+    from grl_aecnn.config import load_config
+    from grl_aecnn.runtime.config import TestbedConfig
+    from grl_aecnn.runtime.testbed import comparison_markdown, run_testbed
+
+    try:
+        result = run_testbed(scenario, policy, slots, seed, load_config(config, TestbedConfig), json_file, allocator)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    console.print(f"shaping: {result['shaping']['mode']} ({result['shaping']['why']}); task outcomes: "
+                  f"{result['status_counts']}")
+    console.print(comparison_markdown(result["sim_vs_real"], f"{result['scenario']}: policy {policy}, {slots} slots"))
+    console.print(f"wrote {json_file} and its companions")

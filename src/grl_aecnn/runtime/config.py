@@ -72,7 +72,7 @@ class TestbedConfig(StrictModel):
     dataset: str = "cifar10"
     images: int = Field(200, ge=1)  # test images behind the option profile and the tasks
     shaping: Literal["auto", "tc", "token_bucket"] = "auto"  # auto: tc when root and netns work, else token bucket
-    startup_timeout_s: float = Field(180.0, gt=0)  # for every process to report ready
+    startup_timeout_s: float = Field(300.0, gt=0)  # for every process to report ready
     result_grace_s: float = Field(1.0, ge=0)  # how long past its deadline a task's result is awaited
     # Templates: the testbed sets name, port, model, codecs, capacity and auth of each process.
     server: EdgeServerConfig = EdgeServerConfig()

@@ -56,7 +56,6 @@ class Device:
     def __init__(self, cfg: DeviceConfig, images: ImageSet, backbone: SplitNet, codecs: dict[tuple[str, int], Codec]):
         self.cfg, self.images, self.backbone, self.codecs = cfg, images, backbone, codecs
         self.auth = Authenticator(cfg.auth)
-        self.secret = cfg.auth.secret()
         self.local_flops = count_flops(backbone, torch.zeros(1, *backbone.input_shape))
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute")
         self.session: aiohttp.ClientSession | None = None
@@ -94,7 +93,7 @@ class Device:
 
     async def _offload(self, order: TaskOrder, data: bytes) -> dict:
         path = "/v1/infer"
-        headers = {"Authorization": authorization(self.cfg.auth.scheme, self.secret, "POST", path, data),
+        headers = {"Authorization": authorization(self.auth.scheme, self.auth.secret, "POST", path, data),
                    "Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
                    "X-Task-Id": order.task_id, "X-Deadline": f"{order.deadline_unix:.6f}"}
         body = data
@@ -149,6 +148,7 @@ class Device:
 
 
 def run_device(cfg: DeviceConfig, ready_file: Path | None = None) -> None:
+    cfg.auth.secret()  # fail fast: before the model and data loading
     torch.set_num_threads(cfg.torch_threads)
     images = load_dataset(cfg.dataset, "test").take(cfg.images)
     device = Device(cfg, images, load_backbone(cfg.model), load_served_codecs(cfg.model, cfg.codecs))

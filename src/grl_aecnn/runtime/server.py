@@ -34,6 +34,25 @@ def load_served_codecs(model: str, codec_names: tuple[str, ...]) -> dict[tuple[s
     return {(c.codec_id, c.level): c for name in codec_names for c in load_codec_levels(name, model)}
 
 
+def decode_labels(codec: Codec, frames: list[bytes]) -> list[int | str]:
+    """Per frame the predicted label, or the BitstreamError reason (a frame whose header was fine
+    but whose payload is not). The frames are decoded together; if that fails, one by one, so only
+    the bad ones are refused."""
+    decode_batch = getattr(codec, "decode_batch", None)  # AECNN predates the protocol's batch method
+    if decode_batch is not None:
+        try:
+            return [int(label) for label in decode_batch(frames).argmax(1)]
+        except BitstreamError:
+            pass
+    out: list[int | str] = []
+    for frame in frames:
+        try:
+            out.append(int(codec.decode(frame).argmax()))
+        except BitstreamError as exc:
+            out.append(str(exc))
+    return out
+
+
 class EdgeServer:
     def __init__(self, cfg: EdgeServerConfig, codecs: dict[tuple[str, int], Codec]):
         self.cfg, self.codecs = cfg, codecs
@@ -157,15 +176,7 @@ class EdgeServer:
 
     # ---- batching worker -----------------------------------------------------------------------
     def _decode_batch(self, batch: list[Job]) -> list[int | str]:
-        """Per job: the label, or the BitstreamError reason (a frame whose header was fine but whose
-        payload is not)."""
-        out: list[int | str] = []
-        for job in batch:
-            try:
-                out.append(int(self.codecs[job.key].decode(job.data).argmax()))
-            except BitstreamError as exc:
-                out.append(str(exc))
-        return out
+        return decode_labels(self.codecs[batch[0].key], [job.data for job in batch])
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -228,6 +239,7 @@ class EdgeServer:
 
 
 def run_edge_server(cfg: EdgeServerConfig, ready_file: Path | None = None) -> None:
+    cfg.auth.secret()  # fail fast: before the model loading
     torch.set_num_threads(cfg.torch_threads)
     server = EdgeServer(cfg, load_served_codecs(cfg.model, cfg.codecs))
     server.warm_up()
