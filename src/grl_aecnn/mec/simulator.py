@@ -29,7 +29,8 @@ class MecError(GrlAecnnError):
 
 @dataclass(frozen=True)
 class Observation:
-    """What a decision maker sees at the start of a slot (estimates only, never the truth)."""
+    """What a decision maker sees at the start of a slot: estimates only, unless `perfect` (the
+    oracle's view, `MecSimulator.observe(perfect=True)`, where the estimates are the true values)."""
 
     slot: int
     has_task: np.ndarray  # (N,) bool
@@ -56,6 +57,8 @@ class Observation:
     snr_grid_db: np.ndarray
     snr_accuracy: np.ndarray  # (n_symbols_options, n_snr)
     symbols_row: dict = field(default_factory=dict)  # profile option index -> row of snr_accuracy
+    option_names: tuple = ()  # (O,) profile option names, e.g. "aecnn:L3" (policies filter options by codec)
+    perfect: bool = False  # gain_est / avail_est hold the TRUE gains and availability
 
     @property
     def n_md(self) -> int:
@@ -199,20 +202,23 @@ class MecSimulator:
         self.slot += 1
         self._draw_slot()
 
-    def observe(self) -> Observation:
+    def observe(self, perfect: bool = False) -> Observation:
+        """The decision maker's view of the current slot. `perfect=True` is for the perfect-information
+        oracle only: the true channel gains and ES availability replace the estimates."""
         p, sc = self.profile, self.sc
         sym = [i for i, o in enumerate(p.options) if o.kind == "symbols"]
+        gain, avail = (self.gain_true, self.avail_true) if perfect else (self.gain_est, self.avail_est)
         return Observation(
             slot=self.slot, has_task=self.has_task.copy(), deadline_s=self.deadline_s.copy(),
             energy_budget_j=np.full(sc.n_md, sc.device.energy_budget_j), md_flops=self.md_flops.copy(),
-            md_j_per_flop=self.md_j_per_flop.copy(), gain_est=self.gain_est.copy(), avail_est=self.avail_est.copy(),
+            md_j_per_flop=self.md_j_per_flop.copy(), gain_est=gain.copy(), avail_est=np.asarray(avail, float).copy(),
             md_xy=self.md_xy.copy(), es_xy=self.es_xy.copy(), es_bandwidth_hz=sc.edge.bandwidth_hz,
             es_capacity_flops=sc.edge.capacity_flops, p_max_w=sc.device.p_max_w, n0_w_hz=self.n0,
             failure_penalty=sc.failure_penalty, option_kind=p.kinds, option_payload_mean=p.payload.mean(axis=1),
             option_accuracy=p.accuracy(), option_device_flops=np.array([o.device_flops for o in p.options]),
             option_server_flops=np.array([o.server_flops for o in p.options]), offload_options=self.offload,
             local_option=self.local, snr_grid_db=p.snr_grid_db, snr_accuracy=p.snr_accuracy(),
-            symbols_row={i: r for r, i in enumerate(sym)})
+            symbols_row={i: r for r, i in enumerate(sym)}, option_names=tuple(p.names), perfect=perfect)
 
     # ---- one slot ------------------------------------------------------------------------------
     def step(self, actions) -> dict:

@@ -1,0 +1,194 @@
+"""The planner: expected slot reward of many joint decisions on the ESTIMATED state, in one batch.
+
+It is the critic of the DROO-style loop (`policies/grl.py`) and the objective of exhaustive search
+(`policies/search.py`). It reasons like the allocation solver (`mec.allocation`, docs/system-model.md
+"Allocation") but is built for scoring thousands of joint actions per slot:
+
+* Per (MD i, ES m, option o) it computes once per slot the solver's curve phi(beta): the least compute
+  share that meets the deadline given a bandwidth share beta (`allocation.min_upload_time`, same power
+  rule, mean payload of the option, estimated gain and ES availability). The curve does not depend
+  on the other tasks, so every candidate reuses it.
+* Lagrangian form of the solver's feasibility test: a set S on one ES is feasible iff some price
+  lambda of bandwidth (in compute shares) gives sum_S beta_i(lambda) <= 1 and sum_S phi_i(lambda) <= 1,
+  where (beta_i, phi_i)(lambda) minimises phi_i + lambda beta_i on the grid. The pairs for a grid of
+  lambda are also candidate-independent, so a candidate costs prefix sums only. Any lambda that passes
+  gives a truly feasible allocation; a coarse lambda grid can only miss feasible sets (conservative).
+* Admission: tasks enter in order of weight per stand-alone footprint min(beta + phi) (the solver's
+  rule above `exact_max` tasks) and the longest feasible prefix is served; feasibility of a prefix is
+  monotone because the sums only grow.
+* Expected accuracy: the option's mean; analog ("symbols") options at the estimated SNR of an equal
+  share of the ES's band, as the simulator weights them.
+
+Exhaustive search and the trained agents therefore optimise the same estimate; the simulator then
+applies the exact solver with the sample's real payload and judges the outcome on the true state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from grl_aecnn.mec.allocation import EsResources, EsTasks, dof_needed, min_upload_time, power_rule
+from grl_aecnn.mec.simulator import MecError, Observation, snr_accuracy_lookup
+
+BETA_GRID = np.geomspace(1e-4, 1.0, 32)
+LAMBDA_GRID = np.geomspace(1e-3, 1e3, 24)  # bandwidth price in compute shares per bandwidth share
+ACTION_FEATURES = 8  # width of `Plan.features`
+
+
+def allowed_options(obs: Observation, prefixes: tuple[str, ...] | None) -> np.ndarray:
+    """Positions j in `obs.offload_options` whose option name starts with one of `prefixes` (None: all)."""
+    names = [obs.option_names[o] for o in obs.offload_options]
+    keep = np.array([prefixes is None or n.startswith(tuple(prefixes)) for n in names], bool)
+    if not keep.any():
+        raise MecError(f"the profile has no offloading option starting with {list(prefixes)}; options: {names}")
+    return np.flatnonzero(keep)
+
+
+@dataclass
+class Evaluation:
+    reward: np.ndarray  # (C,) expected slot reward of each candidate
+    value: np.ndarray  # (C, N) expected reward of each MD's task (0 without a task)
+    served: np.ndarray  # (C, N) bool: an offloaded task the planner expects its ES to serve
+    load: np.ndarray  # (C, N) the least max(sum beta, sum phi) over lambda on the MD's ES (0 when local)
+
+
+class Plan:
+    """One slot's candidate-independent tables. Actions are the simulator's (0 = local, 1 + m K + j)
+    restricted to the offloading options `cols` (positions in `obs.offload_options`)."""
+
+    def __init__(self, obs: Observation, cols: np.ndarray):
+        self.obs, self.cols = obs, np.asarray(cols)
+        n, m, k_all = obs.n_md, obs.n_es, len(obs.offload_options)
+        ka = len(self.cols)
+        self.n_md, self.n_es, self.k = n, m, ka
+        # agent action a (0 = local, 1 + m ka + q) -> simulator action
+        self.sim_action = np.concatenate([[0], (1 + np.arange(m)[:, None] * k_all + self.cols[None, :]).ravel()])
+        self.n_actions = 1 + m * ka
+        psi = obs.failure_penalty
+        opts = obs.offload_options[self.cols]
+        # local
+        loc = obs.local_option
+        t_loc = obs.option_device_flops[loc] / obs.md_flops
+        ok_loc = (t_loc <= obs.deadline_s) & (obs.option_device_flops[loc] * obs.md_j_per_flop <= obs.energy_budget_j)
+        self.local_value = np.where(obs.has_task, np.where(ok_loc, obs.option_accuracy[loc], -psi), 0.0)
+        # rows (i, m, q) flattened md-major, matching the action order
+        ii, mm, qq = (x.ravel() for x in np.meshgrid(np.arange(n), np.arange(m), np.arange(ka), indexing="ij"))
+        o = opts[qq]
+        sym = obs.option_kind[o] == "symbols"
+        t_dev = obs.option_device_flops[o] / obs.md_flops[ii]
+        e_dev = obs.option_device_flops[o] * obs.md_j_per_flop[ii]
+        t = EsTasks(sym, obs.option_payload_mean[o] * np.where(sym, 1.0, 8.0), obs.option_server_flops[o],
+                    obs.deadline_s[ii] - t_dev, obs.energy_budget_j[ii] - e_dev, obs.gain_est[ii, mm], np.ones(len(o)))
+        # min_upload_time and dof_needed use only the radio fields; compute enters through flops below
+        res = EsResources(obs.es_bandwidth_hz, 1.0, obs.p_max_w, obs.n0_w_hz)
+        u = dof_needed(t, res)
+        h = min_upload_time(np.broadcast_to(BETA_GRID, (len(o), len(BETA_GRID))), u, t, res)
+        room = t.slack_s[:, None] - h
+        flops = obs.es_capacity_flops * obs.avail_est[mm]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = np.where(room > 0, t.server_flops[:, None] / (flops[:, None] * room), np.inf)
+        phi[~((t.energy_left_j > 0) & np.isfinite(u) & obs.has_task[ii])] = np.inf
+        phi[phi > 1.0] = np.inf
+        alone = np.isfinite(phi).any(axis=1)
+        best = _argmin_priced(phi)  # (R, L)
+        self.beta = np.where(alone[:, None], BETA_GRID[best], np.inf)
+        self.phi = np.where(alone[:, None], np.take_along_axis(phi, best, axis=1), np.inf)
+        self.alone = alone
+        footprint = np.where(alone, np.min(phi + BETA_GRID, axis=1), np.inf)
+        # expected accuracy; symbols: at an equal share of the band among n tasks on the ES (n = 1..N)
+        acc = np.repeat(obs.option_accuracy[o][:, None], n, axis=1)
+        if sym.any():
+            share = 1.0 / np.arange(1, n + 1)
+            ts = EsTasks(*(getattr(t, f)[sym] for f in ("symbols", "payload", "server_flops", "slack_s",
+                                                           "energy_left_j", "gain", "weight")))
+            beta = np.broadcast_to(share, (int(sym.sum()), n))
+            power = power_rule(beta, u[sym][:, None], _columns(ts), res)
+            snr_db = 10 * np.log10(np.maximum(power * ts.gain[:, None] / (obs.n0_w_hz * beta * obs.es_bandwidth_hz), 1e-30))
+            rows = np.array([obs.symbols_row[int(x)] for x in o[sym]])
+            acc[sym] = snr_accuracy_lookup(snr_db, obs.snr_grid_db, obs.snr_accuracy[rows][:, None, :].repeat(n, 1))
+        self.accuracy = acc  # (R, N)
+        self.priority = np.where(alone, (acc[:, 0] + psi) / footprint, -np.inf)
+        # each action's expected reward if the MD were alone on its ES (what greedy maximises)
+        self.standalone = np.concatenate([self.local_value[:, None],
+                                          np.where(alone, acc[:, 0], -psi).reshape(n, m * ka)], axis=1)
+        self.standalone[~obs.has_task] = 0.0
+        # per-action features for the learned networks (see ACTION_FEATURES)
+        f = np.zeros((n, self.n_actions, ACTION_FEATURES), np.float32)
+        slack_loc = np.where(obs.has_task, (obs.deadline_s - t_loc) / np.maximum(obs.deadline_s, 1e-9), 0.0)
+        f[:, 0, 1] = self.local_value != -psi
+        f[:, 0, 3] = self.local_value
+        f[:, 0, 5] = slack_loc
+        off = np.zeros((len(o), ACTION_FEATURES), np.float32)
+        off[:, 0] = 1.0
+        off[:, 1] = alone
+        off[:, 2] = np.where(alone, np.minimum(footprint, 2.0), 2.0)
+        off[:, 3] = self.standalone[:, 1:].ravel()
+        off[:, 4] = np.log10(t.payload) / 5.0
+        off[:, 5] = np.clip(t.slack_s / np.maximum(obs.deadline_s[ii], 1e-9), -1.0, 1.0)
+        off[:, 6] = sym
+        off[:, 7] = t.server_flops / 1e8
+        f[:, 1:, :] = off.reshape(n, m * ka, ACTION_FEATURES)
+        f[~obs.has_task] = 0.0
+        self.features = f
+        self.mask = np.ones((n, self.n_actions), bool)
+        self.mask[~obs.has_task, 1:] = False  # without a task the choice does not matter: keep it local
+
+    def evaluate(self, actions: np.ndarray) -> Evaluation:
+        """Score agent actions of shape (C, N)."""
+        a = np.asarray(actions, np.int64)
+        c, n = a.shape
+        obs, m, psi = self.obs, self.n_es, self.obs.failure_penalty
+        has = obs.has_task[None, :]
+        off = (a > 0) & has
+        row = np.arange(n)[None, :] * (m * self.k) + np.maximum(a - 1, 0)  # (C, N)
+        es = np.where(off, (a - 1) // self.k, -1)
+        alone = off & self.alone[row]
+        prio = np.where(alone, self.priority[row], -np.inf)
+        order = np.argsort(-prio, axis=1, kind="stable")
+        take = lambda x: np.take_along_axis(x, order, axis=1)  # noqa: E731
+        s_row, s_alone, s_es = take(row), take(alone), take(es)
+        onehot = s_alone[:, :, None] & (s_es[:, :, None] == np.arange(m))  # (C, N, M)
+        b = np.where(s_alone[..., None], self.beta[s_row], 0.0)  # (C, N, L)
+        p = np.where(s_alone[..., None], self.phi[s_row], 0.0)
+        sb = np.cumsum(b[:, :, None, :] * onehot[..., None], axis=1)  # (C, N, M, L)
+        sp = np.cumsum(p[:, :, None, :] * onehot[..., None], axis=1)
+        worst = np.min(np.maximum(sb, sp), axis=3)  # (C, N, M): <= 1 iff the prefix fits
+        fits = np.take_along_axis(worst, np.maximum(s_es, 0)[:, :, None], axis=2)[..., 0] <= 1.0
+        s_served = s_alone & fits
+        served = np.zeros_like(s_served)
+        np.put_along_axis(served, order, s_served, axis=1)
+        # the load of each ES after admission: the last served prefix's worst sum
+        last = np.where(s_served[:, :, None] & onehot, worst, 0.0).max(axis=1)  # (C, M)
+        load = np.where(off, np.take_along_axis(last, np.maximum(es, 0), axis=1), 0.0)
+        count = (off[:, :, None] & (es[:, :, None] == np.arange(m))).sum(axis=1)  # (C, M) tasks per ES
+        n_on = np.take_along_axis(count, np.maximum(es, 0), axis=1)
+        acc = self.accuracy[row, np.maximum(n_on - 1, 0)]
+        value = np.where(off, np.where(served, acc, -psi), self.local_value[None, :])
+        value = np.where(has, value, 0.0)
+        n_tasks = max(int(obs.has_task.sum()), 1)
+        return Evaluation(value.sum(axis=1) / n_tasks, value, served, load)
+
+
+def _argmin_priced(phi: np.ndarray) -> np.ndarray:
+    """argmin_k phi[r, k] + lambda_l BETA_GRID[k] for every row r and price l, in O(R G) instead of
+    O(R G L): phi is convex in beta, so along the grid the saving per unit of bandwidth of the next
+    step, -d phi / d beta, decreases, and the minimiser for price lambda is the number of steps whose
+    saving exceeds lambda. Infinite entries (infeasible small shares) always step right."""
+    with np.errstate(invalid="ignore"):
+        saving = -np.diff(phi, axis=1) / np.diff(BETA_GRID)
+    saving = np.where(np.isfinite(phi[:, :-1]), saving, np.inf)
+    saving = np.where(np.isnan(saving), np.inf, saving)
+    rows, segs = phi.shape[0], phi.shape[1] - 1
+    n_lambda = len(LAMBDA_GRID)
+    bins = np.searchsorted(LAMBDA_GRID, saving.ravel(), side="left")  # saving > LAMBDA_GRID[l] iff bins > l
+    hist = np.bincount(np.repeat(np.arange(rows), segs) * (n_lambda + 1) + bins,
+                       minlength=rows * (n_lambda + 1)).reshape(rows, n_lambda + 1)
+    above = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # above[:, l] = #segments with bin >= l
+    return np.minimum(above[:, 1:], segs)
+
+
+def _columns(t: EsTasks) -> EsTasks:
+    """The same tasks with every array as a column, to broadcast against (n, K) shares."""
+    return EsTasks(*(getattr(t, f)[:, None] for f in t.__dataclass_fields__))

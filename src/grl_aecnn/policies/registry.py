@@ -1,0 +1,72 @@
+"""Every policy by name, behind the one `Policy` interface. Trained agents load their shipped weights
+from the zoo (src/grl_aecnn/zoo/weights/<policy>-default.{safetensors,json})."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from grl_aecnn.mec.simulator import MecError
+
+ZOO_WEIGHTS = Path(__file__).resolve().parent.parent / "zoo" / "weights"
+
+# name -> (description, factory(seed))
+DESCRIPTIONS = {
+    "grl": "GRL-AECNN: GCN actor, DROO candidates, planner + learned graph critic (AECNN levels)",
+    "grl-bottlenetpp": "the GRL-AECNN agent restricted to BottleNet++ options",
+    "grl-deepjscc": "the GRL-AECNN agent restricted to DeepJSCC options",
+    "droo": "DROO-AECNN: fully connected network on the flattened state (fixed N), planner as critic",
+    "exhaustive": "exhaustive search over joint decisions on the estimated state (small N)",
+    "oracle": "exhaustive search on the TRUE state (needs MecSimulator.observe(perfect=True))",
+    "full-offload": "every MD offloads its input image with the best input codec (raw/PNG/JPEG)",
+    "greedy": "each MD picks its best action as if alone",
+    "local": "everything on the device",
+    "random": "uniformly random actions",
+}
+
+
+def default_profile(path: str | Path | None = None):
+    """(profile, source): the given profile file, else the shipped real profile
+    (zoo/weights/profile-resnet20-cifar10.json) when present, else the SYNTHETIC one."""
+    from grl_aecnn.profile import load_profile, synthetic_profile
+
+    shipped = ZOO_WEIGHTS / "profile-resnet20-cifar10.json"
+    if path is None and shipped.exists():
+        path = shipped
+    if path is None:
+        return synthetic_profile(seed=0, n_samples=2000), "synthetic"
+    return load_profile(path), str(path)
+
+
+def _trained(policy: str, options: tuple[str, ...] | None = None, name: str | None = None):
+    from grl_aecnn.policies.grl import load_agent
+
+    card = ZOO_WEIGHTS / f"{policy}-default.json"
+    if not card.exists():
+        raise MecError(f"{card}: no shipped {policy} policy; train one with `grl-aecnn train policy --policy {policy}`")
+    return load_agent(card, options=options, name=name)
+
+
+def _build(name: str):
+    from grl_aecnn.policies import heuristics, search
+
+    factories = {
+        "grl": lambda: _trained("grl"),
+        "grl-bottlenetpp": lambda: _trained("grl", ("bottlenetpp:",), "grl-bottlenetpp"),
+        "grl-deepjscc": lambda: _trained("grl", ("deepjscc:",), "grl-deepjscc"),
+        "droo": lambda: _trained("droo"),
+        "exhaustive": search.ExhaustiveSearch,
+        "oracle": search.PerfectInformationOracle,
+        "full-offload": heuristics.FullOffloadPolicy,
+        "greedy": heuristics.GreedyPolicy,
+        "local": heuristics.LocalPolicy,
+        "random": heuristics.RandomPolicy,
+    }
+    return factories[name]()
+
+
+def make_policy(name: str, seed: int = 0):
+    if name not in DESCRIPTIONS:
+        raise MecError(f"unknown policy {name!r}; choose from {sorted(DESCRIPTIONS)}")
+    policy = _build(name)
+    policy.reset(seed)
+    return policy
