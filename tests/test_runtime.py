@@ -7,6 +7,8 @@ import asyncio
 import json
 import math
 import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -29,7 +31,7 @@ from grl_aecnn.runtime.auth import AuthError, authorization, verify
 from grl_aecnn.runtime.config import AuthConfig, EdgeServerConfig
 from grl_aecnn.runtime.edf import EdfQueue, Job
 from grl_aecnn.runtime.server import EdgeServer, load_served_codecs
-from grl_aecnn.runtime.shaping import TokenBucket, shaped_chunks
+from grl_aecnn.runtime.shaping import NetnsLinks, TokenBucket, probe_tc, shaped_chunks
 from grl_aecnn.zoo import ZOO_DIR
 from tests.conftest import SHARED_DATA
 
@@ -332,3 +334,40 @@ def test_tiny_testbed_run_writes_summary_events_and_sim_vs_real(tmp_path, monkey
     assert len((tmp_path / "tb.events.csv").read_text().splitlines()) == 7
     assert "| avg accuracy |" in (tmp_path / "tb.sim-vs-real.md").read_text()
     assert sum(summary["status_counts"].values()) == 6
+
+
+TC_USABLE, TC_WHY = probe_tc()
+
+
+@pytest.mark.skipif(not TC_USABLE, reason=f"tc path unavailable: {TC_WHY}")
+def test_tc_link_shapes_a_real_tcp_upload():
+    """One namespace, one veth link with tbf at 400 kbit/s: 40 kB from inside take >= (40 kB - burst) / rate."""
+    import socket
+
+    links = NetnsLinks(1, f"t{os.getpid() % 10000}")
+    try:
+        links.setup()
+        subprocess.run(links.rate_command(0, 400e3), check=True, capture_output=True)
+        listener = socket.create_server((links.server_host, 0))
+        port = listener.getsockname()[1]
+        got = []
+
+        def receive():
+            conn, _ = listener.accept()
+            with conn:
+                while chunk := conn.recv(65536):
+                    got.append(len(chunk))
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        sender = (f"import socket,time; s=socket.create_connection(('{links.server_host}',{port})); t=time.time(); "
+                  "s.sendall(bytes(40000)); s.shutdown(socket.SHUT_WR); s.recv(1); print(time.time()-t)")
+        start = time.monotonic()
+        subprocess.run([*links.prefix(0), sys.executable, "-c", sender], check=True, capture_output=True, timeout=30)
+        reader.join(30)
+        elapsed = time.monotonic() - start
+        listener.close()
+    finally:
+        links.teardown()
+    assert sum(got) == 40000
+    assert elapsed >= (40000 - 1600) * 8 / 400e3 * 0.9
