@@ -50,7 +50,7 @@ NODE_FEATURES, EDGE_FEATURES = 6, 2  # of `mec.env.observation_graph`
 # ---- 1. config -------------------------------------------------------------------------------------
 class AgentConfig(StrictModel):
     policy: Literal["grl", "droo"] = "grl"
-    options: tuple[str, ...] = ("aecnn:",)  # option-name prefixes the agent may choose (local always)
+    options: Optional[tuple[str, ...]] = ("aecnn:",)  # option-name prefixes the agent may choose (null: all; local always)
     hidden: int = Field(64, ge=4)  # GRL: GCN width; DROO: first hidden layer (second is hidden * 2/3)
     layers: int = Field(2, ge=1)  # GCN layers
     critic: bool = True  # learned graph critic on top of the planner (GRL only)
@@ -130,6 +130,14 @@ class GraphActor(nn.Module):
         self.pair_in = nn.Linear(2 * hidden + EDGE_FEATURES, hidden)
         self.option_in = nn.Linear(ACTION_FEATURES, hidden, bias=False)
         self.pair_out = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        # the heads learn a correction to a prior: scale x the action's stand-alone expected reward
+        # (planner feature 3). With the heads' last layers at zero the untrained actor is the greedy
+        # policy in softmax form, so DROO's self-training starts from sensible candidates instead of
+        # thousands of random slots.
+        self.prior = nn.Parameter(torch.tensor(10.0))
+        for head in (self.local_head, self.pair_out):
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
 
     def forward(self, g: Data) -> torch.Tensor:
         """(MDs in the batch, 1 + M K) logits, disallowed actions at -1e9 (every graph of a batch
@@ -145,7 +153,7 @@ class GraphActor(nn.Module):
         pair = self.pair_in(torch.cat([h[md_node], h[es_node], g.pair_attr], dim=1))  # (sum N * M, H)
         option = self.option_in(feat[:, 1:].reshape(n_all * m, k, -1))  # (sum N * M, K, H)
         scores = self.pair_out(pair[:, None] + option)
-        logits = torch.cat([local, scores.reshape(n_all, m * k)], dim=1)
+        logits = torch.cat([local, scores.reshape(n_all, m * k)], dim=1) + self.prior * feat[:, :, 3]
         return logits.masked_fill(~g.mask, -1e9)
 
     @staticmethod

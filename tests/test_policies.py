@@ -1,0 +1,217 @@
+"""Policies (issue 6): planner, candidates, exhaustive search and oracle, GRL-AECNN and DROO-AECNN
+agents, training with checkpoints and resume, the registry and the CLI. Tiny budgets throughout."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from grl_aecnn.cli import app
+from grl_aecnn.errors import CheckpointError
+from grl_aecnn.mec import MecError, MecSimulator, Scenario
+from grl_aecnn.mec.allocation import EsResources, EsTasks, solve
+from grl_aecnn.policies import DESCRIPTIONS, Policy, make_policy
+from grl_aecnn.policies.grl import AgentConfig, build_agent, candidates, load_agent, train_agent
+from grl_aecnn.policies.planner import Plan, allowed_options
+from grl_aecnn.policies.registry import ZOO_WEIGHTS
+from grl_aecnn.policies.search import ExhaustiveSearch, PerfectInformationOracle
+from grl_aecnn.profile import synthetic_profile
+from grl_aecnn.profile.synthetic import _LEVELS
+
+PROFILE = synthetic_profile(seed=0, n_samples=300)
+FEW = synthetic_profile(seed=0, n_samples=300, levels=(_LEVELS[1], _LEVELS[3], _LEVELS[5]), with_symbols=True)
+SHIPPED = ZOO_WEIGHTS / "grl-default.json"
+shipped = pytest.mark.skipif(not SHIPPED.exists(), reason="grl-default is not shipped yet")
+
+
+def test_observe_perfect_is_the_truth_and_default_unchanged():
+    sim = MecSimulator(Scenario(n_md=4, n_es=2), PROFILE, seed=1)
+    est, true = sim.observe(), sim.observe(perfect=True)
+    assert not est.perfect and true.perfect
+    assert np.array_equal(est.gain_est, sim.gain_est) and np.array_equal(true.gain_est, sim.gain_true)
+    assert np.array_equal(true.avail_est, sim.avail_true) and not np.array_equal(est.gain_est, true.gain_est)
+    assert est.option_names == tuple(PROFILE.names)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_planner_served_sets_are_feasible_for_the_allocation_solver(seed):
+    """What the planner expects an ES to serve, the exact solver (same mean payloads, same estimates)
+    serves too; local tasks score their device outcome."""
+    sim = MecSimulator(Scenario(n_md=8, n_es=2), FEW, seed=seed)
+    obs = sim.observe()
+    plan = Plan(obs, allowed_options(obs, None))
+    cand = np.random.default_rng(seed).integers(plan.n_actions, size=(20, obs.n_md))
+    ev = plan.evaluate(cand)
+    es_of, opt_of = obs.decode(plan.sim_action[cand])
+    for c in range(len(cand)):
+        for m in range(obs.n_es):
+            idx = np.flatnonzero(ev.served[c] & (es_of[c] == m))
+            if not len(idx):
+                continue
+            o = opt_of[c, idx]
+            sym = obs.option_kind[o] == "symbols"
+            t_dev = obs.option_device_flops[o] / obs.md_flops[idx]
+            e_dev = obs.option_device_flops[o] * obs.md_j_per_flop[idx]
+            t = EsTasks(sym, obs.option_payload_mean[o] * np.where(sym, 1, 8), obs.option_server_flops[o],
+                        obs.deadline_s[idx] - t_dev, obs.energy_budget_j[idx] - e_dev, obs.gain_est[idx, m],
+                        np.ones(len(idx)))
+            res = EsResources(obs.es_bandwidth_hz, obs.es_capacity_flops * obs.avail_est[m], obs.p_max_w, obs.n0_w_hz)
+            assert solve(t, res).served.all()
+    local = cand == 0
+    assert np.allclose(ev.value[local], np.broadcast_to(plan.local_value, cand.shape)[local])
+
+
+def test_exhaustive_search_is_exact_on_the_planner_objective():
+    sim = MecSimulator(Scenario(n_md=4, n_es=2), FEW, seed=3)
+    search = ExhaustiveSearch(options=None)
+    for _ in range(4):
+        obs = sim.observe()
+        plan = Plan(obs, allowed_options(obs, None))
+        brute = plan.evaluate(np.array(list(itertools.product(range(plan.n_actions), repeat=obs.n_md)))).reward.max()
+        actions = search.act(obs)
+        agent_actions = np.searchsorted(plan.sim_action, actions)
+        assert plan.evaluate(agent_actions[None]).reward[0] == pytest.approx(brute)
+        sim.step(actions)
+
+
+def test_oracle_needs_the_truth_and_exhaustive_refuses_large_instances():
+    sim = MecSimulator(Scenario(n_md=3, n_es=2), FEW, seed=0)
+    with pytest.raises(MecError, match="perfect=True"):
+        PerfectInformationOracle().act(sim.observe())
+    assert PerfectInformationOracle().act(sim.observe(perfect=True)).shape == (3,)
+    with pytest.raises(MecError, match="perfect=False"):
+        ExhaustiveSearch().act(sim.observe(perfect=True))
+    big = MecSimulator(Scenario(n_md=12, n_es=3), PROFILE, seed=0)
+    with pytest.raises(MecError, match="max_joint"):
+        ExhaustiveSearch().act(big.observe())
+
+
+def test_candidates_are_ordered_single_changes_of_the_least_certain_mds():
+    logits = torch.tensor([[2.0, 1.9, -5.0], [3.0, -1.0, -2.0], [0.0, 0.5, -1e9]])
+    cand = candidates(logits, 4)
+    assert cand.tolist()[0] == [0, 0, 1]
+    assert len({tuple(c) for c in cand}) == len(cand) == 4
+    assert all((c != cand[0]).sum() == 1 for c in cand[1:])
+    logp = torch.log_softmax(logits, 1).numpy()
+    joint = [logp[np.arange(3), c].sum() for c in cand]
+    assert joint == sorted(joint, reverse=True) and cand[1].tolist() == [1, 0, 1]
+    assert all(c[2] != 2 for c in cand)  # disallowed action never proposed
+    assert len(candidates(logits, 100)) == 1 + 2 + 2 + 1  # every allowed single change, no more
+
+
+def test_option_filter_restricts_actions_and_fails_typed():
+    sim = MecSimulator(Scenario(n_md=3, n_es=2), PROFILE, seed=0)
+    obs = sim.observe()
+    names = [obs.option_names[o] for o in obs.offload_options[allowed_options(obs, ("deepjscc:",))]]
+    assert names == ["deepjscc:k512"]
+    with pytest.raises(MecError, match="bottlenetpp"):
+        allowed_options(obs, ("bottlenetpp:",))
+    with pytest.raises(MecError, match="jpeg"):
+        make_policy("full-offload").act(obs)  # the synthetic profile has no input codec
+
+
+def test_registry_policies_follow_the_protocol():
+    assert {"grl", "grl-bottlenetpp", "grl-deepjscc", "droo", "exhaustive", "oracle", "full-offload", "greedy",
+            "local", "random"} <= set(DESCRIPTIONS)
+    for name in ("exhaustive", "oracle", "full-offload", "greedy", "local", "random"):
+        assert isinstance(make_policy(name), Policy)
+    with pytest.raises(MecError, match="unknown policy"):
+        make_policy("nope")
+
+
+TINY = dict(hidden=16, critic_hidden=8, k_max=4, k_update_every=4, memory_size=64, batch_size=8, train_every=2,
+            episode_slots=5, checkpoint_every=1, n_md_range=(3, 5))
+
+
+def test_train_checkpoint_resume_and_load(tmp_path):
+    cfg = AgentConfig(**TINY)
+    scenario = Scenario(n_md=4, n_es=2)
+    log = []
+    train_agent(cfg, scenario, FEW, 10, tmp_path, log=log.append)
+    ckpt = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert ckpt["slot"] == 10 and ckpt["episode"] == 2 and len(log) == 2
+    card = train_agent(cfg, scenario, FEW, 15, tmp_path, resume=True, log=log.append)
+    assert card["slots"] == 15 and card["episodes"] == 3 and "resumed at slot 10" in log[2]
+    assert card["profile"]["synthetic"] and card["policy"] == "grl"
+    agent = load_agent(tmp_path / "card.json")
+    sim = MecSimulator(Scenario(n_md=6, n_es=2), FEW, seed=0)
+    assert agent.act(sim.observe()).shape == (6,)
+    with pytest.raises(CheckpointError, match="another config"):
+        train_agent(AgentConfig(**{**TINY, "lr": 0.5}), scenario, FEW, 20, tmp_path, resume=True, log=log.append)
+    (tmp_path / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_agent(tmp_path / "card.json")
+
+
+def test_droo_fixes_n_and_learns(tmp_path):
+    cfg = AgentConfig(**{**TINY, "policy": "droo", "critic": False, "n_md_range": None})
+    card = train_agent(cfg, Scenario(n_md=4, n_es=2), FEW, 10, tmp_path, log=lambda _: None)
+    assert card["shape"] == {"n_md": 4, "n_es": 2, "n_options": 3}
+    droo = load_agent(tmp_path / "card.json")
+    assert droo.act(MecSimulator(Scenario(n_md=4, n_es=2), FEW, seed=1).observe()).shape == (4,)
+    with pytest.raises(MecError, match="fixes them"):
+        droo.act(MecSimulator(Scenario(n_md=5, n_es=2), FEW, seed=1).observe())
+
+
+def test_untrained_grl_actor_starts_as_greedy():
+    sim = MecSimulator(Scenario(n_md=6, n_es=2), PROFILE, seed=2)
+    agent = build_agent(AgentConfig(options=None))
+    obs = sim.observe()
+    plan = Plan(obs, allowed_options(obs, None))
+    with torch.no_grad():
+        logits = agent.actor(agent.actor.encode(obs, plan))
+    assert np.array_equal(logits.argmax(1).numpy(), np.argmax(plan.standalone, axis=1))
+
+
+@shipped
+@pytest.mark.parametrize("n_md", [5, 20, 40])
+def test_shipped_grl_runs_at_any_size_without_retraining(n_md):
+    grl = make_policy("grl")
+    sim = MecSimulator(Scenario(n_md=n_md, n_es=3), PROFILE, seed=n_md)
+    for _ in range(2):
+        actions = grl.act(sim.observe())
+        assert actions.shape == (n_md,) and actions.min() >= 0 and actions.max() < sim.n_actions
+        sim.step(actions)
+
+
+@shipped
+def test_shipped_grl_close_to_exhaustive_on_small_instances():
+    """A small version of the acceptance check (docs/policies.md has the 1,000-slot measurement)."""
+    options = ("aecnn:L2", "aecnn:L4", "aecnn:L6")
+    grl, search = load_agent(SHIPPED, options=options), ExhaustiveSearch(options=options)
+    totals = {"grl": [], "exhaustive": []}
+    for seed in range(3):
+        for name, pol in (("grl", grl), ("exhaustive", search)):
+            sim = MecSimulator(Scenario(n_md=4, n_es=2), PROFILE, seed=100 + seed)
+            for _ in range(20):
+                totals[name].append(sim.step(pol.act(sim.observe()))["reward"])
+    assert np.mean(totals["grl"]) >= 0.95 * np.mean(totals["exhaustive"])
+
+
+@shipped
+def test_cli_simulate_with_trained_and_search_policies(tmp_path):
+    scen = tmp_path / "s.yaml"
+    scen.write_text("name: tiny\nn_md: 3\nn_es: 2\n")
+    for policy in ("grl", "grl-deepjscc", "exhaustive"):
+        out = tmp_path / f"{policy}.json"
+        result = CliRunner().invoke(app, ["simulate", "--synthetic-profile", "--scenario", str(scen), "--policy", policy,
+                                          "--slots", "3", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(out.read_text())["policy"] == policy
+
+
+def test_cli_train_policy(tmp_path):
+    cfg = tmp_path / "grl.yaml"
+    cfg.write_text("\n".join(f"{k}: {list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()) + "\n")
+    scen = tmp_path / "s.yaml"
+    scen.write_text("name: tiny\nn_md: 4\nn_es: 2\n")
+    args = ["train", "policy", "--policy", "grl", "--scenario", str(scen), "--slots", "5", "--config", str(cfg),
+            "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "card.json").read_text())["name"] == "grl-tiny"
+    bad = CliRunner().invoke(app, args[:3] + ["droo"] + args[4:])
+    assert bad.exit_code == 2 and "not 'droo'" in bad.output
