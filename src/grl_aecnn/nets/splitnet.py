@@ -45,6 +45,10 @@ class SplitNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self._run(x, self.split_names))
 
+    def tail_prefixes(self, split: str) -> tuple[str, ...]:
+        """State-dict key prefixes of the modules `tail(z, split)` runs."""
+        return tuple(f"stages.{s}." for s in self.split_names[self._index(split) + 1:]) + ("classifier.",)
+
 
 @dataclass(frozen=True)
 class SplitInfo:

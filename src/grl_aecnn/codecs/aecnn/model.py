@@ -105,8 +105,7 @@ class AecnnLevel(nn.Module):
 
     def tail_state(self) -> dict[str, torch.Tensor]:
         """The parameters that belong to this level: recovery, range, and the tail of the network."""
-        after = self.net.split_names[self.net.split_names.index(self.split) + 1:]
-        prefixes = tuple(f"net.stages.{s}." for s in after) + ("net.classifier.",)
+        prefixes = tuple(f"net.{p}" for p in self.net.tail_prefixes(self.split))
         return {k: v for k, v in self.state_dict().items() if not k.startswith("net.") or k.startswith(prefixes)}
 
 
