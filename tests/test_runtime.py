@@ -117,12 +117,12 @@ def infer(edge: ServerThread, frame: bytes, deadline: float = math.inf, auth: st
 # ---- edge server over HTTP -------------------------------------------------------------------------
 @needs_aecnn
 def test_real_bytes_round_trip_to_the_correct_label(edge, codecs):
-    images = _test_images(16)
+    images = _test_images(8)
     x = to_tensor(images.images, images.mean, images.std)
     best = codecs[("aecnn", 1)]
     # Images the codec itself classifies correctly (accuracies are not hard-coded: models may be replaced).
     right = [i for i in range(len(images)) if int(best.decode(best.encode(x[i])).argmax()) == images.labels[i]][:3]
-    assert right, "the best AECNN level got none of 16 test images right"
+    assert right, "the best AECNN level got none of 8 test images right"
     for i in right:
         for level in (1, max(k[1] for k in codecs)):
             frame = codecs[("aecnn", level)].encode(x[i])
@@ -188,6 +188,30 @@ def test_an_impossible_deadline_is_answered_late_at_once(edge, codecs):
         status, answer = infer(edge, frame, deadline=deadline)
         assert status == 200 and answer["status"] == "late" and answer["reason"]
         assert answer["answered_unix"] - answer["received_unix"] < 0.5
+
+
+@needs_aecnn
+def test_a_queued_job_that_can_no_longer_make_it_is_answered_late_before_its_deadline(edge, codecs):
+    """Emulated capacity slowed to 0.6 s per job; three jobs due in 1.5 s: two fit, the third is
+    answered "late" when its latest start passes, not when its deadline does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    codec = codecs[("aecnn", 1)]
+    frame = codec.encode(to_tensor(np.zeros((1, 32, 32, 3), np.uint8), (0.5,) * 3, (0.25,) * 3)[0])
+    slow = codec.server_flops / (edge.server.cfg.capacity_flops * 0.6)
+    try:
+        edge.server.available = slow
+        t0 = time.time()
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: infer(edge, frame, deadline=t0 + 1.5)[1], range(3)))
+    finally:
+        edge.server.available = 1.0
+    # The two that fit run one after the other or as one batch of two; either way the third is
+    # answered late before the second finishes.
+    late = [a for a in answers if a["status"] == "late"]
+    ok = [a for a in answers if a["status"] == "ok"]
+    assert len(late) == 1 and len(ok) == 2, answers
+    assert late[0]["answered_unix"] < max(a["answered_unix"] for a in ok) <= t0 + 1.5
 
 
 @needs_aecnn

@@ -133,7 +133,8 @@ class EdgeServer:
         loop = asyncio.get_running_loop()
         job.future = loop.create_future()
         self.queue.push(job)
-        job.timer = loop.call_later(job.latest_start - arrived, self._expire, job)
+        if math.isfinite(job.latest_start):
+            job.timer = loop.call_later(job.latest_start - arrived, self._expire, job)
         self.m_queue.set(len(self.queue))
         self.wakeup.set()
         return await job.future
@@ -193,12 +194,18 @@ class EdgeServer:
                 wait = min(self.cfg.max_batch_wait_ms / 1e3, head.latest_start - time.time())
                 if wait > 0:
                     await asyncio.sleep(wait)
-            batch = self.queue.pop_batch(self.cfg.max_batch)
-            self.m_queue.set(len(self.queue))
-            if not batch:
+            head = self.queue.head()
+            if head is None:
                 continue
+            # A batch's jobs all finish when it does: take only as many as still let the head (the
+            # earliest deadline among them) finish in time.
+            fits = (head.deadline - time.time()) / self.service_estimate_s(head.key)
+            limit = self.cfg.max_batch if math.isinf(fits) else max(1, min(self.cfg.max_batch, int(fits)))
+            batch = self.queue.pop_batch(limit)
+            self.m_queue.set(len(self.queue))
             for job in batch:
-                job.timer.cancel()
+                if job.timer is not None:
+                    job.timer.cancel()
             started = time.time()
             results = await loop.run_in_executor(self.executor, self._decode_batch, batch)
             computed = time.time() - started
