@@ -355,7 +355,7 @@ def _print_profile(profile) -> None:
 
     table = Table(title=f"{profile.model} on {profile.dataset}: {profile.n_samples} test samples")
     for column in ("option", "kind", "payload mean", "top-1", "device MFLOPs", "server MFLOPs", "device ms", "server ms"):
-        table.add_column(column, justify="left" if column in ("option", "kind") else "right")
+        table.add_column(column, justify="left" if column in ("option", "kind") else "right", no_wrap=True)
     unit = {"bytes": " B", "symbols": " sym", "local": ""}
     for o, payload, acc in zip(profile.options, profile.payload.mean(axis=1), profile.accuracy()):
         table.add_row(o.name, o.kind, f"{payload:.1f}{unit[o.kind]}", f"{acc:.4f}", f"{o.device_flops / 1e6:.1f}",

@@ -70,6 +70,7 @@ class OptionProfile:
     snr_grid_db: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_snr,)
     snr_correct: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), bool))  # (n_sym, n_snr, S)
     synthetic: bool = False
+    provenance: dict = field(default_factory=dict)  # how it was built: config, versions, model checksums
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", tuple(self.options))
@@ -167,7 +168,7 @@ class OptionProfile:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": self.model,
                 "dataset": self.dataset, "dataset_checksum": self.dataset_checksum, "n_samples": self.n_samples,
                 "synthetic": self.synthetic, "options": [o.to_json() for o in self.options],
-                "npz": npz_name, "npz_sha256": npz_sha256}
+                "provenance": self.provenance, "npz": npz_name, "npz_sha256": npz_sha256}
 
 
 def _npz_bytes(profile: OptionProfile) -> bytes:
@@ -243,7 +244,8 @@ def load_profile(path: str | os.PathLike, expected_model: str | None = None,
                                 dataset_checksum=str(meta["dataset_checksum"]), options=options,
                                 payload=arrays["payload"], correct=arrays["correct"],
                                 snr_grid_db=arrays["snr_grid_db"], snr_correct=arrays["snr_correct"],
-                                synthetic=bool(meta.get("synthetic", False)))
+                                synthetic=bool(meta.get("synthetic", False)),
+                                provenance=meta.get("provenance") if isinstance(meta.get("provenance"), dict) else {})
     except ProfileError as exc:
         raise ProfileError(f"{json_path}: {exc}") from exc
     if profile.n_samples != meta["n_samples"]:
