@@ -17,11 +17,11 @@ from grl_aecnn import zoo
 from grl_aecnn.cli import app
 from grl_aecnn.codecs.base import Codec
 from grl_aecnn.codecs.channel import awgn, transmit
-from grl_aecnn.codecs.deepjscc import DeepJsccCodec, evaluate_snr_grid, load_codecs, ship_codec
+from grl_aecnn.codecs.deepjscc import DeepJsccCodec, evaluate_snr_grid, load_codecs
 from grl_aecnn.codecs.deepjscc.model import DeepJscc
 from grl_aecnn.codecs.deepjscc.training import AdamStage, DeepJsccConfig, train_level
 from grl_aecnn.config import load_config
-from grl_aecnn.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10, to_tensor
+from grl_aecnn.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from grl_aecnn.entropy import pack_frame, unpack_frame
 from grl_aecnn.errors import BitstreamError, ConfigError
 from grl_aecnn.nets import build_model
