@@ -341,7 +341,8 @@ def test_tiny_testbed_run_writes_summary_events_and_sim_vs_real(tmp_path, monkey
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text("name: tiny\nn_md: 2\nn_es: 1\nslot_s: 0.1\nlayout: {area_m: 100.0}\n")
     config = tmp_path / "testbed.yaml"
-    config.write_text("images: 8\nshaping: token_bucket\nstartup_timeout_s: 240\n")
+    # HMAC here (bearer elsewhere), so both schemes run end to end.
+    config.write_text("images: 8\nshaping: token_bucket\nstartup_timeout_s: 240\nauth: {scheme: hmac}\n")
     out = tmp_path / "tb.json"
     result = CliRunner().invoke(app, ["testbed", "--scenario", str(scenario), "--policy", "random", "--slots", "3",
                                       "--config", str(config), "--json", str(out)])
