@@ -80,3 +80,27 @@ def test_data_fetch_finds_offline_copy(tiny_cifar):
     result = runner.invoke(app, ["data", "fetch", "cifar10"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["test_n"] == 40
+
+
+def test_codec_compare_and_profile_commands(tiny_cifar, tmp_path):
+    out = tmp_path / "compare.json"
+    result = runner.invoke(app, ["codec", "compare", "--limit", "6", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["n"] == 6 and {"aecnn", "jpeg", "png", "raw"} <= set(summary["curves"])
+    assert all(set(r) >= {"level", "bytes_mean", "top1"} for rows in summary["curves"].values() for r in rows)
+    assert summary["curves"]["raw"][0]["bytes_mean"] > 3072  # the pixels plus the frame
+    assert out.with_suffix(".png").stat().st_size > 0
+    if summary["deepjscc"]:
+        assert out.with_suffix(".snr.png").exists()
+        assert {"bandwidth_ratio", "snr_db", "top1"} <= set(summary["deepjscc"][0])
+    stem = tmp_path / "prof" / "p"
+    config = tmp_path / "profile.yaml"
+    config.write_text("codecs: [png, jpeg]\nlatency_samples: 2\n")
+    result = runner.invoke(app, ["profile", "build", "--config", str(config), "--limit", "5", "--output", str(stem)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["profile", "show", str(stem) + ".json"])
+    assert result.exit_code == 0 and "jpeg:q50" in result.output and "5 test samples" in result.output
+    (stem.with_suffix(".npz")).write_bytes(b"garbage")
+    result = runner.invoke(app, ["profile", "show", str(stem) + ".json"])
+    assert result.exit_code != 0 and "SHA-256" in result.output

@@ -204,6 +204,40 @@ def codec_eval(
         console.print(f"wrote {plot}")
 
 
+@codec_app.command("compare")
+def codec_compare(
+    model: str = typer.Option("resnet20-cifar10", help="Zoo name of the backbone."),
+    limit: Optional[int] = typer.Option(None, min=1, help="A fixed subset of N test images (default: all)."),
+    json_file: Path = typer.Option(Path("results/codec-compare-resnet20-cifar10.json"), "--json", help="Summary JSON; "
+                                   "the PNGs go beside it (.png: accuracy vs bytes, .snr.png: DeepJSCC vs SNR)."),
+) -> None:
+    """AECNN, BottleNet++, JPEG, PNG, raw and DeepJSCC on the same test images, with real bytes."""
+    from grl_aecnn.experiments.codec_eval import compare_codecs, plot_accuracy_vs_bytes, plot_accuracy_vs_snr
+
+    try:
+        result = compare_codecs(model, limit)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    result["package_version"] = grl_aecnn.__version__
+    table = Table(title=f"codecs on {model}, {result['n']} test images, uncompressed top-1 "
+                        f"{result['top1_uncompressed']:.4f}")
+    for column in ("codec", "option", "bytes / image", "top-1"):
+        table.add_column(column, justify="right" if column in ("bytes / image", "top-1") else "left")
+    for codec, rows in result["curves"].items():
+        for r in sorted(rows, key=lambda r: -r["bytes_mean"]):
+            table.add_row(codec, r["option"], f"{r['bytes_mean']:.1f}", f"{r['top1']:.4f}")
+    console.print(table)
+    if result["missing_codecs"]:
+        console.print(f"not in the zoo, left out: {', '.join(result['missing_codecs'])}")
+    _write_json(json_file, result)
+    title = f"{model}, {result['n']} test images"
+    plot_accuracy_vs_bytes(result["curves"], result["top1_uncompressed"], json_file.with_suffix(".png"), title)
+    if result["deepjscc"]:
+        plot_accuracy_vs_snr(result["deepjscc"], result["top1_uncompressed"], json_file.with_suffix(".snr.png"),
+                             f"DeepJSCC, {title}")
+    console.print(f"wrote {json_file} and its plots")
+
+
 @codec_app.command("eval-channel")
 def codec_eval_channel(
     model: str = typer.Option("resnet20-cifar10", help="Zoo name of the backbone."),
@@ -355,7 +389,8 @@ def _print_profile(profile) -> None:
 
     table = Table(title=f"{profile.model} on {profile.dataset}: {profile.n_samples} test samples")
     for column in ("option", "kind", "payload mean", "top-1", "device MFLOPs", "server MFLOPs", "device ms", "server ms"):
-        table.add_column(column, justify="left" if column in ("option", "kind") else "right", no_wrap=True)
+        table.add_column(column, justify="left" if column in ("option", "kind") else "right", no_wrap=True,
+                         min_width=14 if column == "option" else None)
     unit = {"bytes": " B", "symbols": " sym", "local": ""}
     for o, payload, acc in zip(profile.options, profile.payload.mean(axis=1), profile.accuracy()):
         table.add_row(o.name, o.kind, f"{payload:.1f}{unit[o.kind]}", f"{acc:.4f}", f"{o.device_flops / 1e6:.1f}",

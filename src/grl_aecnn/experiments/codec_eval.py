@@ -1,4 +1,5 @@
-"""Every level of a codec through real encode -> bytes -> decode, one image at a time."""
+"""Codec measurements: every level of one codec through real encode -> bytes -> decode, one image at
+a time (`evaluate_codec`), and all codecs side by side from one profile build (`compare_codecs`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from grl_aecnn.codecs import Codec
 from grl_aecnn.data import ImageSet, to_tensor
 from grl_aecnn.nets import split_shape
 from grl_aecnn.nets.training import evaluate
+from grl_aecnn.profile import ProfileBuildConfig, build_profile
 from grl_aecnn.zoo import load_backbone
 
 
@@ -62,12 +64,28 @@ def evaluate_codec(codec_name: str, model: str, levels: list[Codec], test_set: I
             "levels": rows}
 
 
-def plot_accuracy_vs_bytes(curves: dict[str, list[dict]], reference_top1: float, path: Path, title: str) -> Path:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Write a figure atomically (temp file + rename) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    _pyplot().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_accuracy_vs_bytes(curves: dict[str, list[dict]], reference_top1: float, path: Path, title: str) -> Path:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, rows in curves.items():
         rows = sorted(rows, key=lambda r: r["bytes_mean"])
@@ -79,10 +97,49 @@ def plot_accuracy_vs_bytes(curves: dict[str, list[dict]], reference_top1: float,
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)
+
+
+COMPARED_CODECS = ("aecnn", "bottlenetpp", "deepjscc", "jpeg", "png", "raw")
+
+
+def compare_codecs(model: str, limit: int | None, codecs: tuple[str, ...] = COMPARED_CODECS,
+                   show_progress: bool = True) -> dict:
+    """Every shipped codec on the same test images, from one profile build (batched, real bytes):
+    accuracy vs bytes per image for the digital codecs, accuracy vs SNR for the analog ones."""
+    # Latencies are not compared here, so one timing per side is enough.
+    cfg = ProfileBuildConfig(model=model, codecs=codecs, limit=limit, latency_samples=1)
+    profile = build_profile(cfg, show_progress=show_progress)
+    image_values = int(np.prod(load_backbone(model).input_shape))
+    top1 = profile.accuracy()
+    curves: dict[str, list[dict]] = {}
+    analog = []
+    for i, option in enumerate(profile.options):
+        codec, _, level = option.name.partition(":")
+        if option.kind == "bytes":
+            curves.setdefault(codec, []).append({"option": option.name, "level": level or None,
+                                                 "bytes_mean": float(profile.payload[i].mean()), "top1": float(top1[i])})
+        elif option.kind == "symbols":
+            row = profile.snr_correct[profile.symbols_row(i)]
+            analog += [{"option": option.name, "symbols": int(profile.payload[i, 0]),
+                        "bandwidth_ratio": float(profile.payload[i, 0]) / image_values, "snr_db": float(snr),
+                        "top1": float(row[g].mean())} for g, snr in enumerate(profile.snr_grid_db)]
+    return {"model": model, "n": profile.n_samples, "dataset_checksum": profile.dataset_checksum,
+            "top1_uncompressed": float(top1[profile.local_index]), "curves": curves, "deepjscc": analog,
+            "missing_codecs": profile.provenance["missing_codecs"]}
+
+
+def plot_accuracy_vs_snr(rows: list[dict], reference_top1: float, path: Path, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for option in dict.fromkeys(r["option"] for r in rows):
+        mine = [r for r in rows if r["option"] == option]
+        ax.plot([r["snr_db"] for r in mine], [100 * r["top1"] for r in mine], marker="o",
+                label=f"{option} (k/n = {mine[0]['bandwidth_ratio']:.3f})")
+    ax.axhline(100 * reference_top1, color="grey", linestyle="--", label="uncompressed")
+    ax.set_xlabel("channel SNR (dB)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
