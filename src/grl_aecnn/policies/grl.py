@@ -33,7 +33,6 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.nn import GCNConv
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from grl_aecnn.config import StrictModel
 from grl_aecnn.errors import CheckpointError
@@ -89,9 +88,14 @@ def slot_graph(obs: Observation, plan: Plan) -> Data:
     g.act_feat = torch.from_numpy(plan.features)
     g.mask = torch.from_numpy(plan.mask)
     g.has_task = torch.from_numpy(obs.has_task)
-    # GCN normalisation once per slot (not per layer and network): edges weigh by link quality
-    # (sigmoid of the estimated SNR in dB/10), so an ES hears mostly the MDs it can actually serve
-    g.gcn_edge_index, g.gcn_weight = gcn_norm(g.edge_index, torch.sigmoid(g.edge_attr[:, 0]), n + m, add_self_loops=True)
+    # GCN normalisation D^-1/2 (A + I) D^-1/2 once per slot, in closed form for the complete bipartite
+    # graph (PyG's gcn_norm per layer costs more than the layer). Edges weigh by link quality (sigmoid
+    # of the estimated SNR in dB/10), so an ES hears mostly the MDs it can actually serve.
+    w = torch.sigmoid(g.pair_attr[:, 0]).view(n, m)
+    deg_md, deg_es = 1 + w.sum(1), 1 + w.sum(0)
+    norm = (w / torch.sqrt(deg_md[:, None] * deg_es[None, :])).reshape(-1)
+    g.gcn_edge_index = torch.cat([g.edge_index, torch.arange(n + m).repeat(2, 1)], dim=1)
+    g.gcn_weight = torch.cat([norm, norm, 1 / deg_md, 1 / deg_es])
     return g
 
 
