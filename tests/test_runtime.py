@@ -230,6 +230,17 @@ def test_load_metrics_and_openapi(edge):
     assert served <= {(m, p) for p, ops in spec["paths"].items() for m in ops}
 
 
+def test_option_names_map_back_to_codec_levels(codecs):
+    from grl_aecnn.profile import option_name
+    from grl_aecnn.runtime.testbed import TestbedError, option_level
+
+    for key, codec in codecs.items():
+        assert option_level(option_name(codec)) == key
+    assert option_level("png") == ("png", 0) and option_level("jpeg:q50") == ("jpeg", 50)
+    with pytest.raises(TestbedError):
+        option_level("aecnn:q3")
+
+
 # ---- EDF queue ---------------------------------------------------------------------------------------
 def _job(deadline: float, key=("aecnn", 1), name: str = "") -> Job:
     return Job(name or str(deadline), key, b"", deadline, 0.0)

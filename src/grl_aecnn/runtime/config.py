@@ -68,9 +68,8 @@ class TestbedConfig(StrictModel):
     __test__ = False  # not a pytest class
 
     model: str = "resnet20-cifar10"
-    codecs: tuple[str, ...] = ("aecnn",)  # offloading options: every shipped level of these codecs
-    dataset: str = "cifar10"
-    images: int = Field(200, ge=1)  # test images behind the option profile and the tasks
+    codecs: tuple[str, ...] = ("aecnn",)  # offloading options: every shipped level of these (byte) codecs
+    images: int = Field(200, ge=1)  # test images (of the model's dataset) behind the option profile and the tasks
     shaping: Literal["auto", "tc", "token_bucket"] = "auto"  # auto: tc when root and netns work, else token bucket
     startup_timeout_s: float = Field(300.0, gt=0)  # for every process to report ready
     result_grace_s: float = Field(1.0, ge=0)  # how long past its deadline a task's result is awaited

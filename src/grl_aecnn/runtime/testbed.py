@@ -22,20 +22,19 @@ import aiohttp
 import numpy as np
 
 from grl_aecnn.config import dump_config, load_config
-from grl_aecnn.data import load_dataset
 from grl_aecnn.errors import GrlAecnnError
 from grl_aecnn.experiments.simulate import run_simulation, write_outputs
 from grl_aecnn.mec.channel import shannon_rate
 from grl_aecnn.mec.scenario import Scenario
 from grl_aecnn.mec.simulator import MecSimulator
 from grl_aecnn.policies import make_policy
-from grl_aecnn.profile import save_profile
+from grl_aecnn.profile import ProfileBuildConfig, build_profile, save_profile
+from grl_aecnn.profile.build import LEVEL_PREFIX, UNLEVELLED
 from grl_aecnn.runtime.auth import authorization
 from grl_aecnn.runtime.config import TestbedConfig
-from grl_aecnn.runtime.profile import measure_profile, option_name
-from grl_aecnn.runtime.server import load_served_codecs
 from grl_aecnn.runtime.shaping import NetnsLinks, ShapingError, probe_tc
 from grl_aecnn.store import atomic_write_bytes, read_json
+from grl_aecnn.zoo import load_card
 
 # The sim-vs-real table: (row label, summary key path).
 COMPARED = (("avg accuracy", ("avg_accuracy",)), ("reliability", ("reliability",)),
@@ -48,6 +47,17 @@ class TestbedError(GrlAecnnError):
     """A testbed process failed to start or answer."""
 
     __test__ = False
+
+
+def option_level(name: str) -> tuple[str, int]:
+    """(codec id, level) of a byte option: the inverse of `grl_aecnn.profile.option_name`."""
+    codec, _, tag = name.partition(":")
+    if codec in UNLEVELLED:
+        return codec, 0
+    prefix = LEVEL_PREFIX.get(codec, "L")
+    if not (tag.startswith(prefix) and tag[len(prefix):].isdigit()):
+        raise TestbedError(f"option {name!r} is not '<codec>:{prefix}<level>'")
+    return codec, int(tag[len(prefix):])
 
 
 def choose_shaping(requested: str) -> tuple[str, str]:
@@ -145,7 +155,8 @@ class Controller:
         async with aiohttp.ClientSession() as self.session:
             for _ in range(slots):
                 slot_start = time.monotonic()
-                observation = self.sim.observe()
+                # As the simulation runner: only a perfect-information policy (the oracle) sees the truth.
+                observation = self.sim.observe(perfect=getattr(self.policy, "perfect_information", False))
                 actions = self.policy.act(observation)
                 available = self.sim.avail_true.copy()  # step() moves the simulator on to the next slot
                 md_flops = self.sim.md_flops
@@ -235,12 +246,15 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
     run_dir.mkdir(parents=True, exist_ok=True)
     shaping, shaping_why = choose_shaping(cfg.shaping)
 
-    images = load_dataset(cfg.dataset, "test").take(cfg.images)
-    codecs = load_served_codecs(cfg.model, cfg.codecs)
-    profile = measure_profile(cfg.model, codecs, images)
+    # The profile is measured on the very images the devices hold (ImageSet.take(images) of the test
+    # split), so simulator and testbed see the same payload and correctness for every task.
+    profile = build_profile(ProfileBuildConfig(model=cfg.model, codecs=cfg.codecs, skip_missing=False,
+                                               limit=cfg.images), show_progress=False)
+    if analog := [o.name for o in profile.options if o.kind == "symbols"]:
+        raise TestbedError(f"analog options {analog} cannot go over a byte link; drop their codecs from the config")
     profile_path = save_profile(profile, f"{stem}.profile.json")
-    by_name = {option_name(c): key for key, c in codecs.items()}
-    levels = {i: by_name[o.name] for i, o in enumerate(profile.options) if o.kind != "local"}
+    levels = {i: option_level(o.name) for i, o in enumerate(profile.options) if o.kind != "local"}
+    dataset = load_card(cfg.model)["dataset"]["name"]
 
     secret = secrets.token_urlsafe(32)  # fresh per run: a stray process of another run cannot talk to these
     env = {**os.environ, cfg.auth.token_env: secret}
@@ -259,12 +273,13 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
         for i in range(scenario.n_md):
             device_cfg = cfg.device.model_copy(update={
                 "name": f"md{i}", "host": links.device_ip(i) if links else cfg.device.host, "port": 0,
-                "model": cfg.model, "codecs": cfg.codecs, "dataset": cfg.dataset, "images": cfg.images,
+                "model": cfg.model, "codecs": cfg.codecs, "dataset": dataset, "images": cfg.images,
                 "auth": cfg.auth})
             atomic_write_bytes(run_dir / f"md{i}.yaml", dump_config(device_cfg).encode())
             procs.start(f"md{i}", ["device", "--config", str(run_dir / f"md{i}.yaml")], links.prefix(i) if links else [])
         ready = procs.wait_ready(cfg.startup_timeout_s)
-        mismatched = [n for n, r in ready.items() if r["role"] == "device" and r["dataset_checksum"] != images.checksum]
+        mismatched = [n for n, r in ready.items()
+                      if r["role"] == "device" and r["dataset_checksum"] != f"sha256:{profile.dataset_checksum}"]
         if mismatched:
             raise TestbedError(f"devices {mismatched} hold other images than the controller's profile")
         sim = MecSimulator(scenario, profile, seed=seed, allocator=allocator)
@@ -292,7 +307,7 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
               **real.summary(), "slots": slots, "mode": "testbed", "wall_s": wall_s,
               "shaping": {"mode": shaping, "why": shaping_why},
               "status_counts": {str(s): int(c) for s, c in zip(*np.unique(statuses, return_counts=True))},
-              "processes": {"edge_servers": scenario.n_es, "devices": scenario.n_md}, "images": len(images),
+              "processes": {"edge_servers": scenario.n_es, "devices": scenario.n_md}, "images": profile.n_samples,
               "sim_vs_real": rows, "simulation": f"{stem.name}.sim.json"}
     title = f"{scenario.name}: policy {policy}, {slots} slots, seed {seed}, shaping {shaping}"
     atomic_write_bytes(f"{stem}.sim-vs-real.md", comparison_markdown(rows, title).encode())
