@@ -23,7 +23,7 @@ from grl_aecnn.data import ImageSet, load_dataset, to_tensor
 from grl_aecnn.nets import SplitNet, count_flops
 from grl_aecnn.runtime.auth import authorization
 from grl_aecnn.runtime.config import DeviceConfig
-from grl_aecnn.runtime.http import Authenticator, error_response, openapi, read_bounded, serve_until_signal
+from grl_aecnn.runtime.service import Authenticator, error_response, openapi, read_bounded, serve_until_signal
 from grl_aecnn.runtime.server import load_served_codecs
 from grl_aecnn.runtime.shaping import TokenBucket, shaped_chunks
 from grl_aecnn.zoo import load_backbone

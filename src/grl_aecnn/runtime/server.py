@@ -23,7 +23,7 @@ from grl_aecnn.entropy import unpack_frame
 from grl_aecnn.errors import BitstreamError
 from grl_aecnn.runtime.config import EdgeServerConfig
 from grl_aecnn.runtime.edf import EdfQueue, Job
-from grl_aecnn.runtime.http import Authenticator, error_response, openapi, read_bounded, serve_until_signal
+from grl_aecnn.runtime.service import Authenticator, error_response, openapi, read_bounded, serve_until_signal
 from grl_aecnn.zoo import load_card
 
 # Weight of the newest batch in the running estimate of the real decode time per job.

@@ -1,4 +1,4 @@
-"""Pieces shared by the edge server and the device: JSON errors, authentication, process start-up."""
+"""Pieces shared by the edge server and the device: JSON errors, authentication, limits, serving."""
 
 from __future__ import annotations
 
