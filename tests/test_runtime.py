@@ -28,11 +28,13 @@ from grl_aecnn.data import load_dataset, to_tensor
 from grl_aecnn.entropy import pack_frame
 from grl_aecnn.errors import DatasetNotFoundError
 from grl_aecnn.runtime.auth import AuthError, authorization, verify
-from grl_aecnn.runtime.config import AuthConfig, EdgeServerConfig
+from grl_aecnn.data import ImageSet
+from grl_aecnn.runtime.config import AuthConfig, DeviceConfig, EdgeServerConfig
+from grl_aecnn.runtime.device import Device
 from grl_aecnn.runtime.edf import EdfQueue, Job
 from grl_aecnn.runtime.server import EdgeServer, load_served_codecs
 from grl_aecnn.runtime.shaping import NetnsLinks, TokenBucket, probe_tc, shaped_chunks
-from grl_aecnn.zoo import ZOO_DIR
+from grl_aecnn.zoo import ZOO_DIR, load_backbone
 from tests.conftest import SHARED_DATA
 
 MODEL = "resnet20-cifar10"
@@ -226,8 +228,12 @@ def test_load_metrics_and_openapi(edge):
     status, text = http("GET", edge.url + "/openapi.yaml")
     spec = yaml.safe_load(text)
     assert status == 200 and spec["openapi"].startswith("3.")
-    served = {(r.method.lower(), r.resource.canonical) for r in edge.server.app().router.routes() if r.method != "HEAD"}
-    assert served <= {(m, p) for p, ops in spec["paths"].items() for m in ops}
+    documented = {(m, p) for p, ops in spec["paths"].items() for m in ops}
+    device = Device(DeviceConfig(auth=AuthConfig(token=SECRET)), ImageSet("tiny", "test", np.zeros((1, 32, 32, 3), np.uint8),
+                    np.zeros(1, np.int64), ("a",), "made up", (0.5,) * 3, (0.25,) * 3), load_backbone(MODEL), {})
+    for application in (edge.server.app(), device.app()):
+        served = {(r.method.lower(), r.resource.canonical) for r in application.router.routes() if r.method != "HEAD"}
+        assert served <= documented
 
 
 def test_option_names_map_back_to_codec_levels(codecs):
@@ -337,7 +343,7 @@ def test_cli_refuses_to_start_without_a_secret(tmp_path, monkeypatch):
 
 def test_shipped_runtime_configs_validate():
     from grl_aecnn.config import load_config
-    from grl_aecnn.runtime.config import DeviceConfig, TestbedConfig
+    from grl_aecnn.runtime.config import TestbedConfig
 
     root = Path(__file__).resolve().parents[1] / "configs" / "runtime"
     for name, schema in (("edge", EdgeServerConfig), ("device", DeviceConfig), ("testbed", TestbedConfig)):
