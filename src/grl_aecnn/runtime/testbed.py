@@ -36,10 +36,11 @@ from grl_aecnn.runtime.shaping import NetnsLinks, ShapingError, probe_tc
 from grl_aecnn.store import atomic_write_bytes, read_json
 from grl_aecnn.zoo import load_card
 
-# The sim-vs-real table: (row label, summary key path).
+# The sim-vs-real table: (row label, summary key path); latencies are over successful tasks, as in summary().
 COMPARED = (("avg accuracy", ("avg_accuracy",)), ("reliability", ("reliability",)),
             ("throughput /s", ("throughput_per_s",)), ("latency p50 ms", ("latency_ms", "p50")),
-            ("latency p95 ms", ("latency_ms", "p95")), ("offload fraction", ("offload_fraction",)))
+            ("latency p95 ms", ("latency_ms", "p95")), ("offload fraction", ("offload_fraction",)),
+            *((f"{part} p50 ms", ("latency_breakdown_ms", part, "p50")) for part in ("device", "upload", "server")))
 _CLI = "from grl_aecnn.cli import app; app()"
 
 
