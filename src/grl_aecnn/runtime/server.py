@@ -38,12 +38,10 @@ def decode_labels(codec: Codec, frames: list[bytes]) -> list[int | str]:
     """Per frame the predicted label, or the BitstreamError reason (a frame whose header was fine
     but whose payload is not). The frames are decoded together; if that fails, one by one, so only
     the bad ones are refused."""
-    decode_batch = getattr(codec, "decode_batch", None)  # AECNN predates the protocol's batch method
-    if decode_batch is not None:
-        try:
-            return [int(label) for label in decode_batch(frames).argmax(1)]
-        except BitstreamError:
-            pass
+    try:
+        return [int(label) for label in codec.decode_batch(frames).argmax(1)]
+    except BitstreamError:
+        pass
     out: list[int | str] = []
     for frame in frames:
         try:
