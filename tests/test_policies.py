@@ -16,15 +16,12 @@ from grl_aecnn.mec.allocation import EsResources, EsTasks, solve
 from grl_aecnn.policies import DESCRIPTIONS, Policy, make_policy
 from grl_aecnn.policies.grl import AgentConfig, build_agent, candidates, load_agent, train_agent
 from grl_aecnn.policies.planner import Plan, allowed_options
-from grl_aecnn.policies.registry import ZOO_WEIGHTS
 from grl_aecnn.policies.search import ExhaustiveSearch, PerfectInformationOracle
 from grl_aecnn.profile import synthetic_profile
 from grl_aecnn.profile.synthetic import _LEVELS
 
 PROFILE = synthetic_profile(seed=0, n_samples=300)
 FEW = synthetic_profile(seed=0, n_samples=300, levels=(_LEVELS[1], _LEVELS[3], _LEVELS[5]), with_symbols=True)
-SHIPPED = ZOO_WEIGHTS / "grl-default.json"
-shipped = pytest.mark.skipif(not SHIPPED.exists(), reason="grl-default is not shipped yet")
 
 
 def test_observe_perfect_is_the_truth_and_default_unchanged():
@@ -164,43 +161,6 @@ def test_untrained_grl_actor_starts_as_greedy():
     with torch.no_grad():
         logits = agent.actor(agent.actor.encode(obs, plan))
     assert np.array_equal(logits.argmax(1).numpy(), np.argmax(plan.standalone, axis=1))
-
-
-@shipped
-@pytest.mark.parametrize("n_md", [5, 20, 40])
-def test_shipped_grl_runs_at_any_size_without_retraining(n_md):
-    grl = make_policy("grl")
-    sim = MecSimulator(Scenario(n_md=n_md, n_es=3), PROFILE, seed=n_md)
-    for _ in range(2):
-        actions = grl.act(sim.observe())
-        assert actions.shape == (n_md,) and actions.min() >= 0 and actions.max() < sim.n_actions
-        sim.step(actions)
-
-
-@shipped
-def test_shipped_grl_close_to_exhaustive_on_small_instances():
-    """A small version of the acceptance check (docs/policies.md has the 1,000-slot measurement)."""
-    options = ("aecnn:L2", "aecnn:L4", "aecnn:L6")
-    grl, search = load_agent(SHIPPED, options=options), ExhaustiveSearch(options=options)
-    totals = {"grl": [], "exhaustive": []}
-    for seed in range(3):
-        for name, pol in (("grl", grl), ("exhaustive", search)):
-            sim = MecSimulator(Scenario(n_md=4, n_es=2), PROFILE, seed=100 + seed)
-            for _ in range(20):
-                totals[name].append(sim.step(pol.act(sim.observe()))["reward"])
-    assert np.mean(totals["grl"]) >= 0.95 * np.mean(totals["exhaustive"])
-
-
-@shipped
-def test_cli_simulate_with_trained_and_search_policies(tmp_path):
-    scen = tmp_path / "s.yaml"
-    scen.write_text("name: tiny\nn_md: 3\nn_es: 2\n")
-    for policy in ("grl", "grl-deepjscc", "exhaustive"):
-        out = tmp_path / f"{policy}.json"
-        result = CliRunner().invoke(app, ["simulate", "--synthetic-profile", "--scenario", str(scen), "--policy", policy,
-                                          "--slots", "3", "--json", str(out)])
-        assert result.exit_code == 0, result.output
-        assert json.loads(out.read_text())["policy"] == policy
 
 
 def test_cli_train_policy(tmp_path):

@@ -264,8 +264,18 @@ class Agent:
         actions, _ = self.decide(observation)
         return actions
 
-    @torch.no_grad()
     def decide(self, obs: Observation) -> tuple[np.ndarray, Decision]:
+        # a slot's networks are tiny: intra-op threads only add synchronisation (on a busy machine the
+        # default thread pool made a decision 10-20x slower), so decide on one thread
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                return self._decide(obs)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _decide(self, obs: Observation) -> tuple[np.ndarray, Decision]:
         plan = Plan(obs, allowed_options(obs, self.prefixes))
         item = self.actor.encode(obs, plan)
         cand = candidates(self.actor(item), self.k)
