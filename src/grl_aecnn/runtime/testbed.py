@@ -172,7 +172,7 @@ class Controller:
                 start = time.time()
                 orders = [self._order(rec, i, start, rates[i], md_flops) for i in range(len(rec["md"]))]
                 results = await asyncio.gather(*(self._dispatch(rec, i, order) for i, order in enumerate(orders)))
-                self.records.append(self._real_record(rec, results, md_flops))
+                self.records.append(self._real_record(rec, results))
                 # Slots are paced in real time; a slot whose tasks ran long delays the next one.
                 await asyncio.sleep(max(0.0, slot_start + sc.slot_s - time.monotonic()))
 
@@ -196,7 +196,7 @@ class Controller:
         timeout = order["deadline_unix"] - time.time() + 2 * self.grace_s + 5.0
         return await self._call("POST", self.devices[int(rec["md"][i])], "/v1/task", order, timeout)
 
-    def _real_record(self, rec: dict, results: list[dict], md_flops: np.ndarray) -> dict[str, np.ndarray]:
+    def _real_record(self, rec: dict, results: list[dict]) -> dict[str, np.ndarray]:
         """The slot's tasks in the simulator's columns, with what really happened."""
         sc = self.sim.sc
         measured = {k: np.array([r.get(k, np.nan) for r in results], float)
