@@ -229,8 +229,9 @@ def test_load_metrics_and_openapi(edge):
     spec = yaml.safe_load(text)
     assert status == 200 and spec["openapi"].startswith("3.")
     documented = {(m, p) for p, ops in spec["paths"].items() for m in ops}
-    device = Device(DeviceConfig(auth=AuthConfig(token=SECRET)), ImageSet("tiny", "test", np.zeros((1, 32, 32, 3), np.uint8),
-                    np.zeros(1, np.int64), ("a",), "made up", (0.5,) * 3, (0.25,) * 3), load_backbone(MODEL), {})
+    tiny = ImageSet("tiny", "test", np.zeros((1, 32, 32, 3), np.uint8), np.zeros(1, np.int64), ("a",), "made up",
+                    (0.5,) * 3, (0.25,) * 3)
+    device = Device(DeviceConfig(auth=AuthConfig(token=SECRET)), tiny, load_backbone(MODEL), {})
     for application in (edge.server.app(), device.app()):
         served = {(r.method.lower(), r.resource.canonical) for r in application.router.routes() if r.method != "HEAD"}
         assert served <= documented

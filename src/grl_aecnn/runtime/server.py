@@ -60,10 +60,12 @@ class EdgeServer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self.decode_s = {key: 0.0 for key in codecs}  # running estimate of the real time per job
         self.registry = CollectorRegistry()
-        self.m_requests = Counter("grl_edge_requests", "Inference requests by outcome", ["status"], registry=self.registry)
+        self.m_requests = Counter("grl_edge_requests", "Inference requests by outcome", ["status"],
+                                  registry=self.registry)
         self.m_batch = Histogram("grl_edge_batch_size", "Jobs per decoded batch", buckets=(1, 2, 4, 8, 16, 32, 64),
                                  registry=self.registry)
-        self.m_service = Histogram("grl_edge_server_seconds", "Arrival to answer, answered jobs", registry=self.registry)
+        self.m_service = Histogram("grl_edge_server_seconds", "Arrival to answer, answered jobs",
+                                   registry=self.registry)
         self.m_queue = Gauge("grl_edge_queue_depth", "Jobs waiting", registry=self.registry)
         self.m_available = Gauge("grl_edge_available_fraction", "Emulated available compute fraction",
                                  registry=self.registry)
@@ -123,7 +125,8 @@ class EdgeServer:
             return error_response(400, "bad_header", "X-Deadline must be a unix time in seconds")
         if len(self.queue) >= self.cfg.max_queue:
             self.m_requests.labels("overloaded").inc()
-            return error_response(503, "overloaded", f"{len(self.queue)} jobs queued, the limit is {self.cfg.max_queue}")
+            return error_response(503, "overloaded",
+                                  f"{len(self.queue)} jobs queued, the limit is {self.cfg.max_queue}")
         job = Job(request.headers.get("X-Task-Id", ""), key, body, deadline, arrived)
         job.latest_start = deadline - self.service_estimate_s(key)
         if arrived > job.latest_start:

@@ -277,7 +277,8 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
                 "model": cfg.model, "codecs": cfg.codecs, "dataset": dataset, "images": cfg.images,
                 "auth": cfg.auth})
             atomic_write_bytes(run_dir / f"md{i}.yaml", dump_config(device_cfg).encode())
-            procs.start(f"md{i}", ["device", "--config", str(run_dir / f"md{i}.yaml")], links.prefix(i) if links else [])
+            procs.start(f"md{i}", ["device", "--config", str(run_dir / f"md{i}.yaml")],
+                        links.prefix(i) if links else [])
         ready = procs.wait_ready(cfg.startup_timeout_s)
         mismatched = [n for n, r in ready.items()
                       if r["role"] == "device" and r["dataset_checksum"] != f"sha256:{profile.dataset_checksum}"]
