@@ -440,6 +440,78 @@ def simulate(
         console.print(f"wrote {paths['json']}, {paths['csv']}, {paths['scenario']}")
 
 
+# ---- experiments (issue 7): evaluate and demo ---------------------------------------------------
+def _run_experiment(cfg, backend: str, workers: Optional[int], address: Optional[str]) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from grl_aecnn.experiments.evaluate import run_experiment
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task(f"{cfg.name}: simulations", total=None)
+        summary = run_experiment(cfg, backend, workers, address,
+                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+    _print_experiment(summary)
+    if summary["profile"]["synthetic"]:
+        console.print("[bold yellow]warning[/]: SYNTHETIC option profile: these numbers are not measurements")
+    return summary
+
+
+def _print_experiment(summary: dict) -> None:
+    table = Table(title=f"{summary['experiment']}: {summary['slots']} slots x {len(summary['seeds'])} seeds, "
+                        f"profile {summary['profile']['source']}")
+    factor = summary["factor"]
+    for column in ((factor,) if factor else ()) + ("policy", "avg accuracy", "reliability", "throughput /s",
+                                                   "reward", "decision ms"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for point in summary["points"]:
+        for policy, e in sorted(point["policies"].items(), key=lambda kv: -kv[1]["avg_accuracy"]):
+            table.add_row(*((f"{point['value']:g}",) if factor else ()), policy, f"{e['avg_accuracy']:.4f}",
+                          f"{e['reliability']:.4f}", f"{e['throughput_per_s']:.1f}", f"{e['reward']:+.4f}",
+                          f"{e['decision_ms_median']:.2f}")
+    console.print(table)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    config: Path = typer.Option(..., help="Experiment YAML, e.g. configs/experiments/default.yaml."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the summary JSON here."),
+    backend: str = typer.Option("local", help="local (processes on this machine) or ray."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (with --backend ray); default: start one."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Parallel simulations (local) [all cores]."),
+) -> None:
+    """Sweep one scenario factor over every listed policy; table, CSV, plots and summary in the result folder.
+    Rerunning resumes: finished simulations are kept."""
+    from grl_aecnn.config import load_config
+    from grl_aecnn.experiments.evaluate import ExperimentConfig
+
+    try:
+        cfg = load_config(config, ExperimentConfig)
+        summary = _run_experiment(cfg, backend, workers, address)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    _write_json(json_file, summary)
+    console.print(f"results in {cfg.out}/ (summary.json, table.csv, *.png, config.yaml, metadata.json)")
+
+
+@app.command("demo")
+def demo_cmd(
+    slots: int = typer.Option(300, min=1, help="Evaluation slots per policy."),
+    output: Path = typer.Option(Path("results/demo"), help="Result folder."),
+) -> None:
+    """The main job: every policy on the default scenario with the shipped codecs, profile and trained policies."""
+    from grl_aecnn.config import load_config
+    from grl_aecnn.experiments.evaluate import ExperimentConfig
+
+    demo_config = Path("configs/experiments/demo.yaml")
+    try:
+        cfg = load_config(demo_config, ExperimentConfig).model_copy(update={"slots": slots, "output_dir": str(output)})
+        _run_experiment(cfg, "local", None, None)
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
+    console.print(f"table and figures in {output}/ (table.csv, avg_accuracy.png, reliability.png, throughput_per_s.png)")
+
+
 # ---- runtime (issue 8): edge server, device, testbed ------------------------------------------
 serve_app = typer.Typer(help="Long-running runtime processes.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")

@@ -20,9 +20,20 @@ class StrictModel(BaseModel):
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
+# The checkout this package runs from (editable install): its configs/ serve when a relative config
+# path is not found under the working directory, so commands work from any folder.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def find_config(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_absolute() or path.exists() or not (PROJECT_ROOT / path).exists():
+        return path
+    return PROJECT_ROOT / path
+
 
 def load_config(path: str | os.PathLike, schema: type[ConfigT]) -> ConfigT:
-    path = Path(path)
+    path = find_config(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:

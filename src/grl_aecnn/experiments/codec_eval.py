@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from grl_aecnn.codecs import Codec
 from grl_aecnn.data import ImageSet, to_tensor
+from grl_aecnn.experiments.plots import pyplot, save_figure
 from grl_aecnn.nets import split_shape
 from grl_aecnn.nets.training import evaluate
 from grl_aecnn.profile import ProfileBuildConfig, build_profile
@@ -64,28 +65,8 @@ def evaluate_codec(codec_name: str, model: str, levels: list[Codec], test_set: I
             "levels": rows}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    """Write a figure atomically (temp file + rename) and close it."""
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    _pyplot().close(fig)
-    tmp.replace(path)
-    return path
-
-
 def plot_accuracy_vs_bytes(curves: dict[str, list[dict]], reference_top1: float, path: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, rows in curves.items():
         rows = sorted(rows, key=lambda r: r["bytes_mean"])
@@ -97,7 +78,7 @@ def plot_accuracy_vs_bytes(curves: dict[str, list[dict]], reference_top1: float,
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 COMPARED_CODECS = ("aecnn", "bottlenetpp", "deepjscc", "jpeg", "png", "raw")
@@ -130,7 +111,7 @@ def compare_codecs(model: str, limit: int | None, codecs: tuple[str, ...] = COMP
 
 
 def plot_accuracy_vs_snr(rows: list[dict], reference_top1: float, path: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for option in dict.fromkeys(r["option"] for r in rows):
         mine = [r for r in rows if r["option"] == option]
@@ -142,4 +123,4 @@ def plot_accuracy_vs_snr(rows: list[dict], reference_top1: float, path: Path, ti
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,0 +1,96 @@
+"""Experiments: sweeps over a scenario factor, resumable, identical on local processes and on Ray."""
+
+import json
+
+import pytest
+
+from grl_aecnn.errors import ConfigError
+from grl_aecnn.experiments.evaluate import ExperimentConfig, run_experiment, with_factor
+from grl_aecnn.mec.scenario import Scenario
+from grl_aecnn.profile import save_profile, synthetic_profile
+
+
+@pytest.fixture(scope="module")
+def profile_path(tmp_path_factory):
+    return str(save_profile(synthetic_profile(seed=0, n_samples=300), tmp_path_factory.mktemp("profile") / "p"))
+
+
+def tiny(out, profile, **overrides) -> ExperimentConfig:
+    values = dict(name="tiny", factor="n_md", values=[2, 3], policies=["local", "greedy"], slots=6, seeds=[0, 1],
+                  profile=profile, output_dir=str(out))
+    return ExperimentConfig(**{**values, **overrides})
+
+
+def without_timing(summary: dict) -> dict:
+    return {**summary, "points": [{**p, "policies": {k: {m: v for m, v in e.items() if m != "decision_ms_median"}
+                                                     for k, e in p["policies"].items()}} for p in summary["points"]]}
+
+
+def test_sweep_writes_its_result_folder_and_resumes(tmp_path, profile_path):
+    cfg = tiny(tmp_path / "run", profile_path)
+    summary = run_experiment(cfg, workers=1)
+    assert summary["experiment"] == "tiny" and summary["factor"] == "n_md"
+    assert [p["value"] for p in summary["points"]] == [2, 3]
+    for point in summary["points"]:
+        assert set(point["policies"]) == {"local", "greedy"}
+        for entry in point["policies"].values():
+            assert {"avg_accuracy", "reliability", "throughput_per_s", "reward", "decision_ms_median"} <= set(entry)
+            assert 0 <= entry["avg_accuracy"] <= 1 and 0 <= entry["reliability"] <= 1 and entry["seeds"] == 2
+    out = tmp_path / "run"
+    for name in ("summary.json", "table.csv", "config.yaml", "scenario.yaml", "metadata.json",
+                 "avg_accuracy.png", "reliability.png", "throughput_per_s.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert len((out / "table.csv").read_text().splitlines()) == 1 + 2 * 2
+    assert json.loads((out / "summary.json").read_text())["points"] == summary["points"]
+    # Resume: only the missing job runs again, and the numbers do not change.
+    jobs = sorted((out / "jobs").glob("*.json"))
+    assert len(jobs) == 2 * 2 * 2
+    jobs[0].unlink()
+    seen = []
+    again = run_experiment(cfg, workers=1, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (7, 8) and seen[-1] == (8, 8)
+    assert json.loads((out / "metadata.json").read_text())["jobs_resumed"] == 7
+    assert without_timing(again) == without_timing(summary)
+    # A changed config invalidates the finished jobs instead of mixing old and new numbers.
+    changed = run_experiment(tiny(tmp_path / "run", profile_path, slots=7), workers=1)
+    assert json.loads((out / "metadata.json").read_text())["jobs_resumed"] == 0 and changed["slots"] == 7
+
+
+def test_local_processes_and_ray_give_identical_results(tmp_path, profile_path):
+    pytest.importorskip("ray")
+    local = run_experiment(tiny(tmp_path / "local", profile_path, seeds=[3]), backend="local", workers=2)
+    ray = run_experiment(tiny(tmp_path / "ray", profile_path, seeds=[3]), backend="ray", workers=2)
+    assert without_timing(local) == without_timing(ray)
+
+
+def test_bad_experiments_are_clear_errors(tmp_path, profile_path):
+    with pytest.raises(ConfigError, match="no field"):
+        with_factor(Scenario(), "tasks.nope", 1)
+    with pytest.raises(ConfigError, match="invalid scenario"):
+        with_factor(Scenario(), "n_md", 0)
+    assert with_factor(Scenario(), "channel.csi_error_var", 0.3).channel.csi_error_var == 0.3
+    assert with_factor(Scenario(), "n_md", 7.0).n_md == 7
+    with pytest.raises(ValueError, match="unknown policies"):
+        tiny(tmp_path, profile_path, policies=["local", "telepathy"])
+    with pytest.raises(ValueError, match="factor together"):
+        tiny(tmp_path, profile_path, values=[])
+    with pytest.raises(ConfigError, match="backend"):
+        run_experiment(tiny(tmp_path / "x", profile_path), backend="carrier-pigeon")
+
+
+def test_shipped_experiment_configs_validate():
+    from pathlib import Path
+
+    from grl_aecnn.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "experiments").glob("*.yaml"))
+    assert {"default", "demo", "n-md"} <= {c.stem for c in configs}
+    for path in configs:
+        cfg = load_config(path, ExperimentConfig)
+        scenario = load_config(cfg.scenario, Scenario)
+        for value in cfg.values:
+            with_factor(scenario, cfg.factor, value)
+    default = load_config(configs[[c.stem for c in configs].index("default")], ExperimentConfig)
+    base = load_config(default.scenario, Scenario)
+    assert base.n_md >= 10 and base.n_es >= 3 and base.channel.csi_error_var > 0 and default.slots >= 2000
+    assert len(default.seeds) >= 3
