@@ -249,8 +249,9 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
 
     # The profile is measured on the very images the devices hold (ImageSet.take(images) of the test
     # split), so simulator and testbed see the same payload and correctness for every task.
+    # Few batch-1 timings: they are metadata only (simulator and testbed pace by FLOPs).
     profile = build_profile(ProfileBuildConfig(model=cfg.model, codecs=cfg.codecs, skip_missing=False,
-                                               limit=cfg.images), show_progress=False)
+                                               limit=cfg.images, latency_samples=5), show_progress=False)
     if analog := [o.name for o in profile.options if o.kind == "symbols"]:
         raise TestbedError(f"analog options {analog} cannot go over a byte link; drop their codecs from the config")
     profile_path = save_profile(profile, f"{stem}.profile.json")
