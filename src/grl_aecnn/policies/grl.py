@@ -441,6 +441,7 @@ def train_agent(cfg: AgentConfig, scenario: Scenario, profile: OptionProfile, sl
     return save_agent(agent, out_dir, {"scenario": scenario.name, "n_md": scenario.n_md, "n_es": scenario.n_es,
                                        "slots": state["slot"], "episodes": state["episode"],
                                        "mean_reward_last_episodes": float(np.mean(state["rewards"][-5:])),
+                                       "episode_rewards": state["rewards"],
                                        "profile": {"source": profile_source, "model": profile.model,
                                                    "synthetic": profile.synthetic,
                                                    "options": [n for n in profile.names]}})
