@@ -101,6 +101,19 @@ class MecSimulator:
         self.local = profile.local_index
         self.n_actions = 1 + scenario.n_es * len(self.offload)
         self.n0 = noise_psd_w_hz(scenario.channel)
+        # Per-option facts of the profile, computed once (the profile is immutable).
+        self.kinds = profile.kinds
+        self.payload_mean = profile.payload.mean(axis=1)
+        self.accuracy = profile.accuracy()
+        self.snr_accuracy = profile.snr_accuracy()
+        self.device_flops = np.array([o.device_flops for o in profile.options], float)
+        self.server_flops = np.array([o.server_flops for o in profile.options], float)
+        sym = [i for i, o in enumerate(profile.options) if o.kind == "symbols"]
+        self.symbols_row = {i: r for r, i in enumerate(sym)}
+        self.option_row = np.array([self.symbols_row.get(i, 0) for i in range(profile.n_options)])
+        for shared in (self.kinds, self.payload_mean, self.accuracy, self.snr_accuracy, self.device_flops,
+                       self.server_flops):
+            shared.setflags(write=False)  # observations share these arrays; nobody may change them
         self.reset(seed)
 
     # ---- state -------------------------------------------------------------------------------
@@ -206,7 +219,6 @@ class MecSimulator:
         """The decision maker's view of the current slot. `perfect=True` is for the perfect-information
         oracle only: the true channel gains and ES availability replace the estimates."""
         p, sc = self.profile, self.sc
-        sym = [i for i, o in enumerate(p.options) if o.kind == "symbols"]
         gain, avail = (self.gain_true, self.avail_true) if perfect else (self.gain_est, self.avail_est)
         return Observation(
             slot=self.slot, has_task=self.has_task.copy(), deadline_s=self.deadline_s.copy(),
@@ -214,11 +226,11 @@ class MecSimulator:
             md_j_per_flop=self.md_j_per_flop.copy(), gain_est=gain.copy(), avail_est=np.asarray(avail, float).copy(),
             md_xy=self.md_xy.copy(), es_xy=self.es_xy.copy(), es_bandwidth_hz=sc.edge.bandwidth_hz,
             es_capacity_flops=sc.edge.capacity_flops, p_max_w=sc.device.p_max_w, n0_w_hz=self.n0,
-            failure_penalty=sc.failure_penalty, option_kind=p.kinds, option_payload_mean=p.payload.mean(axis=1),
-            option_accuracy=p.accuracy(), option_device_flops=np.array([o.device_flops for o in p.options]),
-            option_server_flops=np.array([o.server_flops for o in p.options]), offload_options=self.offload,
-            local_option=self.local, snr_grid_db=p.snr_grid_db, snr_accuracy=p.snr_accuracy(),
-            symbols_row={i: r for r, i in enumerate(sym)}, option_names=tuple(p.names), perfect=perfect)
+            failure_penalty=sc.failure_penalty, option_kind=self.kinds, option_payload_mean=self.payload_mean,
+            option_accuracy=self.accuracy, option_device_flops=self.device_flops,
+            option_server_flops=self.server_flops, offload_options=self.offload,
+            local_option=self.local, snr_grid_db=p.snr_grid_db, snr_accuracy=self.snr_accuracy,
+            symbols_row=dict(self.symbols_row), option_names=tuple(p.names), perfect=perfect)
 
     # ---- one slot ------------------------------------------------------------------------------
     def step(self, actions) -> dict:
@@ -229,25 +241,22 @@ class MecSimulator:
             raise MecError(f"actions must be {sc.n_md} integers in [0, {self.n_actions}), got {a!r}")
         es, opt = decode_actions(a, sc.n_es, self.offload, self.local)
         n = sc.n_md
-        dev_flops = np.array([o.device_flops for o in p.options])[opt]
-        srv_flops = np.array([o.server_flops for o in p.options])[opt]
+        dev_flops = self.device_flops[opt]
+        srv_flops = self.server_flops[opt]
         t_dev = dev_flops / self.md_flops
         e_dev = dev_flops * self.md_j_per_flop
         e_max = sc.device.energy_budget_j
-        kinds = p.kinds[opt]
+        kinds = self.kinds[opt]
         payload = p.payload[opt, self.sample].astype(float)
         bits = np.where(kinds == "symbols", payload, 8.0 * payload)
         t_up, t_srv, e_tx = np.zeros(n), np.zeros(n), np.zeros(n)
         beta, phi, power = np.zeros(n), np.zeros(n), np.zeros(n)
         ok_off = np.zeros(n, bool)
         correct = p.correct[opt, self.sample].astype(float)
-        acc_mean = p.accuracy()[opt]
-        rows = np.zeros(n, int)
+        acc_mean = self.accuracy[opt]
+        rows = self.option_row[opt]
         grid = p.snr_grid_db
-        snr_acc = p.snr_accuracy()
-        for i in range(n):
-            if kinds[i] == "symbols":
-                rows[i] = p.symbols_row(int(opt[i]))
+        snr_acc = self.snr_accuracy
         snr_db_true = np.full(n, np.nan)
         for m in range(sc.n_es):
             idx = np.flatnonzero(self.has_task & (es == m))
