@@ -349,6 +349,10 @@ def test_shipped_runtime_configs_validate():
     root = Path(__file__).resolve().parents[1] / "configs" / "runtime"
     for name, schema in (("edge", EdgeServerConfig), ("device", DeviceConfig), ("testbed", TestbedConfig)):
         assert load_config(root / f"{name}.yaml", schema) == schema()  # the files document the defaults
+    from grl_aecnn.mec.scenario import Scenario
+
+    for scenario in sorted(root.glob("scenario-*.yaml")):
+        assert load_config(scenario, Scenario).n_md >= 1
 
 
 @needs_aecnn
