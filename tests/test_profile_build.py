@@ -86,3 +86,18 @@ def test_bad_codec_lists(tiny_cifar, monkeypatch):
         build_profile(tiny(codecs=("unshipped",), skip_missing=False, limit=4), show_progress=False)
     with pytest.raises(ConfigError, match="snr_grid_db"):
         build_profile(tiny(snr_grid_db=(5.0, 0.0)), show_progress=False)
+
+
+def test_merge_adds_a_codec_without_measuring_the_others_again(tiny_cifar):
+    from grl_aecnn.profile import ProfileError, merge_profiles
+
+    base = build_profile(tiny(codecs=("png",), limit=6), show_progress=False)
+    extra = build_profile(tiny(codecs=("jpeg",), limit=6), show_progress=False)
+    merged = merge_profiles(base, extra)
+    assert merged.names == ["local", "png"] + [n for n in extra.names if n != "local"]
+    assert np.array_equal(merged.payload[2:], extra.payload[1:]) and np.array_equal(merged.correct[:2], base.correct)
+    assert set(merged.provenance["codecs"]) == {"png", "jpeg"}
+    with pytest.raises(ProfileError, match="both profiles"):
+        merge_profiles(merged, extra)
+    with pytest.raises(ProfileError, match="other test samples"):
+        merge_profiles(base, build_profile(tiny(codecs=("jpeg",), limit=5), show_progress=False))

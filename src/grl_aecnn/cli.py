@@ -356,15 +356,24 @@ def profile_build(
     config: Path = typer.Option(Path("configs/profiles/resnet20-cifar10.yaml"), help="Profile build YAML."),
     limit: Optional[int] = typer.Option(None, min=1, help="Override: a fixed subset of N test images."),
     output: Optional[str] = typer.Option(None, help="Override: path stem of the .json/.npz pair."),
+    codecs: Optional[list[str]] = typer.Option(None, "--codec", help="Override: measure only these codecs (repeat)."),
+    extend: Optional[Path] = typer.Option(None, help="Add the measured options to this profile (same test samples "
+                                                     "and backbone) instead of writing them alone."),
 ) -> None:
     """Run every shipped option on the test set and write the profile the simulator draws tasks from."""
     from grl_aecnn.config import load_config
-    from grl_aecnn.profile import ProfileBuildConfig, build_profile, save_profile
+    from grl_aecnn.profile import ProfileBuildConfig, build_profile, load_profile, merge_profiles, save_profile
 
     try:
         cfg = load_config(config, ProfileBuildConfig)
-        cfg = cfg.model_copy(update={k: v for k, v in (("limit", limit), ("output", output)) if v is not None})
+        overrides = (("limit", limit), ("output", output), ("codecs", tuple(codecs) if codecs else None))
+        cfg = cfg.model_copy(update={k: v for k, v in overrides if v is not None})
+        base = load_profile(extend) if extend else None
+        if base is not None:  # the same fixed subset as the profile being extended
+            cfg = cfg.model_copy(update={"limit": base.n_samples})
         profile = build_profile(cfg)
+        if base is not None:
+            profile = merge_profiles(base, profile)
         path = save_profile(profile, cfg.output)
     except GrlAecnnError as exc:
         raise _fail(exc) from exc

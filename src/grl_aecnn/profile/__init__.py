@@ -14,10 +14,10 @@ from grl_aecnn.profile.format import (
     load_profile,
     save_profile,
 )
-from grl_aecnn.profile.build import (ProfileBuildConfig, build_profile, load_shipped_profile, option_name,
-                                     shipped_profile_path)
+from grl_aecnn.profile.build import (ProfileBuildConfig, build_profile, load_shipped_profile, merge_profiles,
+                                     option_name, shipped_profile_path)
 from grl_aecnn.profile.synthetic import synthetic_profile
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "OPTION_KINDS", "OptionMeta", "OptionProfile", "ProfileBuildConfig",
-           "ProfileError", "build_profile", "load_profile", "load_shipped_profile", "option_name", "save_profile",
+           "ProfileError", "build_profile", "load_profile", "load_shipped_profile", "merge_profiles", "option_name", "save_profile",
            "shipped_profile_path", "synthetic_profile"]

@@ -184,6 +184,35 @@ def build_profile(cfg: ProfileBuildConfig, show_progress: bool = True) -> Option
     )
 
 
+def merge_profiles(base: OptionProfile, extra: OptionProfile) -> OptionProfile:
+    """`base` plus the offloading options of `extra`, which must be measured on the same test samples
+    with the same backbone: adds a codec to a profile without measuring the others again."""
+    if (extra.model, extra.dataset_checksum) != (base.model, base.dataset_checksum):
+        raise ProfileError(f"cannot merge: {extra.model} on {extra.dataset_checksum[:12]} vs "
+                           f"{base.model} on {base.dataset_checksum[:12]} (another model or other test samples)")
+    if not np.array_equal(extra.correct[extra.local_index], base.correct[base.local_index]):
+        raise ProfileError("cannot merge: the local answers differ, so the profiles used different backbone weights")
+    added = [i for i, o in enumerate(extra.options) if o.kind != "local"]
+    if clash := sorted(set(base.names) & {extra.names[i] for i in added}):
+        raise ProfileError(f"cannot merge: both profiles have {clash}")
+    base_sym, extra_sym = bool(base.snr_correct.size), bool(extra.snr_correct.size)
+    if base_sym and extra_sym and not np.array_equal(base.snr_grid_db, extra.snr_grid_db):
+        raise ProfileError("cannot merge: the analog options were measured on different SNR grids")
+    grid = base.snr_grid_db if base_sym else extra.snr_grid_db
+    snr_blocks = [block for block in (base.snr_correct, extra.snr_correct) if block.size]
+    provenance = {**base.provenance, "codecs": {**base.provenance.get("codecs", {}), **extra.provenance.get("codecs", {})},
+                  "merged_from": [base.provenance, extra.provenance]}
+    return OptionProfile(
+        model=base.model, dataset=base.dataset, dataset_checksum=base.dataset_checksum,
+        options=base.options + tuple(extra.options[i] for i in added),
+        payload=np.concatenate([base.payload, extra.payload[added]]),
+        correct=np.concatenate([base.correct, extra.correct[added]]),
+        snr_grid_db=grid if snr_blocks else np.zeros(0),
+        snr_correct=np.concatenate(snr_blocks) if snr_blocks else np.zeros((0, 0, base.n_samples), bool),
+        provenance=provenance,
+    )
+
+
 def _codec_sha256(codec: str, model: str) -> str | None:
     """SHA-256 of a shipped codec's weights from its zoo card; None for codecs without weights (image codecs)."""
     card = zoo.ZOO_DIR / f"{codec}-{model}.json"
