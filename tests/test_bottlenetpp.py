@@ -221,7 +221,7 @@ def golden_symbols(codec) -> np.ndarray:
 
 def current_digests() -> dict[str, str]:
     return {str(c.level): hashlib.sha256(encode_tensor_frame(golden_symbols(c), c.entropy, c.codec_id, c.level)).hexdigest()
-            for c in load_codecs(NAME)}
+            for c in load_codecs(NAME, ZOO_DIR)}
 
 
 @pytest.mark.skipif(not (ZOO_DIR / f"{NAME}.json").exists(), reason=f"{NAME} is not shipped yet")

@@ -225,7 +225,7 @@ def golden_symbols(codec) -> torch.Tensor:
 
 
 def current_digests() -> dict[str, str]:
-    return {str(c.level): hashlib.sha256(c.frame(golden_symbols(c))).hexdigest() for c in load_codecs(NAME)}
+    return {str(c.level): hashlib.sha256(c.frame(golden_symbols(c))).hexdigest() for c in load_codecs(NAME, ZOO_DIR)}
 
 
 @pytest.mark.skipif(not (ZOO_DIR / f"{NAME}.json").exists(), reason=f"{NAME} is not shipped yet")

@@ -288,6 +288,11 @@ def zoo_list(json_file: Optional[Path] = typer.Option(None, "--json", help="Writ
                          "profile": c["profile"]["source"], "slots": c["slots"]})
             table.add_row(c["name"], rows[-1]["kind"], f"{c['scenario']} ({c['profile']['model']})", f"{c['slots']} slots")
             continue
+        if c.get("format") == "grl-aecnn-option-profile":  # what the simulator draws tasks from
+            rows.append({"name": c["name"], "kind": "option profile", "model": c["model"], "samples": c["n_samples"],
+                         "options": len(c["options"])})
+            table.add_row(c["name"], "option profile", c["model"], f"{c['n_samples']} samples, {len(c['options'])} options")
+            continue
         if "codec" in c:  # a codec card: its levels sit on a shipped backbone
             rows.append({"name": c["name"], "kind": f"{c['codec']} codec", "backbone": c["backbone"],
                          "levels": [lv["level"] for lv in c["levels"]]})

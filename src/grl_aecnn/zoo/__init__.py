@@ -22,7 +22,12 @@ ZOO_DIR = Path(__file__).parent / "weights"
 def list_models(zoo_dir: Path | None = None) -> list[dict]:
     """Every shipped card, sorted by name."""
     zoo_dir = zoo_dir or ZOO_DIR
-    return sorted((read_json(card) for card in zoo_dir.glob("*.json")), key=lambda c: c["name"])
+    cards = []
+    for path in zoo_dir.glob("*.json"):
+        card = read_json(path)
+        # Option profiles live beside the models; they carry no card name, so they go by file name.
+        cards.append(card if "name" in card else {**card, "name": path.stem})
+    return sorted(cards, key=lambda c: c["name"])
 
 
 def load_card(name: str, zoo_dir: Path | None = None) -> dict:
