@@ -104,3 +104,21 @@ def test_codec_compare_and_profile_commands(tiny_cifar, tmp_path):
     (stem.with_suffix(".npz")).write_bytes(b"garbage")
     result = runner.invoke(app, ["profile", "show", str(stem) + ".json"])
     assert result.exit_code != 0 and "SHA-256" in result.output
+
+
+def test_demo_and_evaluate_commands(tmp_path):
+    result = runner.invoke(app, ["demo", "--slots", "3", "--output", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "demo" / "table.csv").read_text().splitlines()
+    assert len(rows) == 1 + 8 and any(r.split(",")[1] == "grl" for r in rows[1:])
+    assert (tmp_path / "demo" / "avg_accuracy.png").stat().st_size > 0
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"name: cli\nfactor: n_md\nvalues: [2, 4]\npolicies: [local, greedy]\nslots: 3\nseeds: [0]\n"
+                      f"output_dir: {tmp_path / 'exp'}\n")
+    out = tmp_path / "exp.json"
+    result = runner.invoke(app, ["evaluate", "--config", str(config), "--json", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["factor"] == "n_md" and [p["value"] for p in summary["points"]] == [2, 4]
+    result = runner.invoke(app, ["evaluate", "--config", str(config), "--backend", "pigeon"])
+    assert result.exit_code != 0 and "backend" in result.output

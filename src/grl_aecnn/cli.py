@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -520,6 +521,7 @@ def demo_cmd(
     demo_config = Path("configs/experiments/demo.yaml")
     try:
         cfg = load_config(demo_config, ExperimentConfig).model_copy(update={"slots": slots, "output_dir": str(output)})
+        shutil.rmtree(output / "jobs", ignore_errors=True)  # the demo always simulates afresh, never resumes
         _run_experiment(cfg, "local", None, None)
     except GrlAecnnError as exc:
         raise _fail(exc) from exc

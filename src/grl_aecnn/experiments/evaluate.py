@@ -254,6 +254,8 @@ def plot_convergence(out: Path) -> Path | None:
 def run_experiment(cfg: ExperimentConfig, backend: str = "local", workers: int | None = None,
                    address: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Run (or resume) an experiment and write its result folder; returns the summary."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     out = cfg.out
     profile, source = default_profile(cfg.profile)
     base, jobs = plan_jobs(cfg, profile_id(profile))
