@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, PositiveInt
+from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches
@@ -50,6 +50,29 @@ class LossWeights(StrictModel):
     distill: float = Field(1.0, ge=0, description="KL to the uncompressed model's logits, times T^2")
     cross_entropy: float = Field(0.5, ge=0)
     temperature: float = Field(4.0, gt=0)
+
+
+class QuantizedLevelConfig(StrictModel):
+    """What the level configs of the quantized split-feature codecs share (AECNN, BottleNet++):
+    level number, bits, quantization range, loss weights, threads, and where the level's stages live.
+    Subclasses add their architecture, a `base` config with an `output_dir`, and their stages."""
+
+    level: int = Field(ge=0, le=255)
+    bits: int = Field(ge=1, le=8)
+    range_quantiles: tuple[float, float] = Field((0.0, 0.999), description="per-channel range from these quantiles")
+    loss: LossWeights = LossWeights()
+    threads: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _quantiles_ordered(self) -> QuantizedLevelConfig:
+        lo, hi = self.range_quantiles
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {self.range_quantiles}")
+        return self
+
+    @property
+    def level_dir(self) -> Path:
+        return Path(self.base.output_dir) / f"level{self.level:03d}"
 
 
 def make_sgd(params, stage: SgdStage, steps: int):

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt
 
 from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel
-from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, LossWeights, SgdStage,
+from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, QuantizedLevelConfig, SgdStage,
                                        cache_split_features, cached_top1, check_or_write_base_config, fit_entropy,
                                        make_sgd, split_loss, train_cached_stage)
 from grl_aecnn.config import StrictModel
@@ -52,31 +52,15 @@ class AecnnBaseConfig(StrictModel):
     output_dir: str = "runs/codecs/aecnn-resnet20-cifar10"
 
 
-class AecnnLevelConfig(StrictModel):
+class AecnnLevelConfig(QuantizedLevelConfig):
     """One compression level: which channels survive and at how many bits, and how to train it."""
 
     codec: str = Field("aecnn", pattern="^aecnn$")
-    level: int = Field(ge=0, le=255)
     keep_channels: PositiveInt
-    bits: int = Field(ge=1, le=8)
     recovery_hidden: PositiveInt = 32
-    range_quantiles: tuple[float, float] = (0.0, 0.999)
     base: AecnnBaseConfig = AecnnBaseConfig()
     recovery: SgdStage = SgdStage(epochs=1, lr=0.05, batch_size=256)
     finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
-    loss: LossWeights = LossWeights()
-    threads: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _quantiles_ordered(self) -> AecnnLevelConfig:
-        lo, hi = self.range_quantiles
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {self.range_quantiles}")
-        return self
-
-    @property
-    def level_dir(self) -> Path:
-        return Path(self.base.output_dir) / f"level{self.level:03d}"
 
 
 def train_attention(cfg: AecnnBaseConfig, show_progress: bool = True) -> AecnnBase:

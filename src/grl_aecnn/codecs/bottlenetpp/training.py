@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt
 
 from grl_aecnn.codecs.bottlenetpp.model import BottleNetLevel, NoisyChannel
-from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, LossWeights, SgdStage,
+from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, QuantizedLevelConfig, SgdStage,
                                        cache_split_features, cached_top1, check_or_write_base_config, fit_entropy,
                                        frozen_backbone, split_loss, train_cached_stage)
 from grl_aecnn.config import StrictModel
@@ -51,32 +51,17 @@ class ChannelConfig(StrictModel):
     erasure: float = Field(0.05, ge=0, lt=1, description="binary erasure: probability a value is lost")
 
 
-class BottleNetLevelConfig(StrictModel):
+class BottleNetLevelConfig(QuantizedLevelConfig):
     """One rate: code channels, spatial stride and bits, and how to train it."""
 
     codec: str = Field("bottlenetpp", pattern="^bottlenetpp$")
-    level: int = Field(ge=0, le=255)
     code_channels: PositiveInt
     stride: int = Field(2, ge=1, le=4, description="spatial reduction of the encoder convolution")
-    bits: int = Field(ge=1, le=8)
     range_quantiles: tuple[float, float] = (0.001, 0.999)
     base: BottleNetBaseConfig = BottleNetBaseConfig()
     channel: ChannelConfig = ChannelConfig()
     autoencoder: SgdStage = SgdStage(epochs=2, lr=0.05, batch_size=256)
     finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
-    loss: LossWeights = LossWeights()
-    threads: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _quantiles_ordered(self) -> BottleNetLevelConfig:
-        lo, hi = self.range_quantiles
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {self.range_quantiles}")
-        return self
-
-    @property
-    def level_dir(self) -> Path:
-        return Path(self.base.output_dir) / f"level{self.level:03d}"
 
 
 def feature_cache(cfg: BottleNetBaseConfig) -> tuple[SplitNet, dict[str, torch.Tensor]]:
