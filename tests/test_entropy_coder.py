@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grl_aecnn.entropy import EntropyModel, decode_symbols, encode_symbols, encode_tensor_frame
+from grl_aecnn.entropy.models import CONTEXTS
 from grl_aecnn.errors import BitstreamError
 
 GOLDEN = Path(__file__).parent / "golden" / "entropy_golden.json"
@@ -27,14 +28,15 @@ def laplacian_symbols(rng: np.random.Generator, shape: tuple[int, ...], bits: in
 @given(
     bits=st.integers(1, 8),
     shape=st.tuples(st.integers(1, 4), st.integers(1, 7), st.integers(1, 7)),
-    model_kind=st.sampled_from(["fitted", "random", "one-hot"]),
+    model_kind=st.sampled_from(["fitted", "context", "random", "one-hot"]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_decode_inverts_encode(bits, shape, model_kind, seed):
     rng = np.random.default_rng(seed)
     num_symbols = 2**bits
-    if model_kind == "fitted":
-        model = EntropyModel.fit(laplacian_symbols(rng, (8, *shape), bits, scale=2.0**bits / 8), bits)
+    if model_kind in ("fitted", "context"):
+        model = EntropyModel.fit(laplacian_symbols(rng, (8, *shape), bits, scale=2.0**bits / 8), bits,
+                                 context=model_kind == "context")
     elif model_kind == "random":
         model = EntropyModel.from_counts(rng.integers(0, 1000, size=(shape[0], num_symbols)), bits)
     else:  # all training mass on one symbol: the others sit at the minimum frequency
@@ -63,7 +65,13 @@ def golden_case() -> tuple[EntropyModel, np.ndarray]:
 def golden_record() -> dict[str, object]:
     model, symbols = golden_case()
     payload = encode_symbols(symbols, model)
+    context_model = EntropyModel.fit(geometric_symbols(np.random.default_rng(20240611), (64, 8, 8, 8)), bits=4,
+                                     context=True)
+    context_payload = encode_symbols(symbols, context_model)
     return {
+        "context_frequencies_sha256": hashlib.sha256(context_model.frequencies.astype("<i4").tobytes()).hexdigest(),
+        "context_payload_bytes": len(context_payload),
+        "context_payload_sha256": hashlib.sha256(context_payload).hexdigest(),
         "frequencies_sha256": hashlib.sha256(model.frequencies.astype("<i4").tobytes()).hexdigest(),
         "symbols_sha256": hashlib.sha256(symbols.tobytes()).hexdigest(),
         "payload_bytes": len(payload),
@@ -97,6 +105,34 @@ def test_coded_size_is_close_to_the_model_cross_entropy():
     probabilities = model.frequencies / model.frequencies.sum(axis=1, keepdims=True)
     ideal_bits = -np.log2(np.take_along_axis(probabilities, symbols.reshape(4, -1).astype(np.int64), axis=1)).sum()
     assert len(encode_symbols(symbols, model)) * 8 <= ideal_bits * 1.01 + 64
+
+
+def blob_symbols(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """2-bit symbols in spatial blobs, like post-ReLU split features: a random walk along rows."""
+    walk = np.cumsum(rng.choice([-1, 0, 0, 0, 1], size=shape), axis=-1)
+    return np.clip(walk, 0, 3).astype(np.uint8)
+
+
+def test_a_context_model_codes_spatially_correlated_symbols_in_fewer_bytes():
+    rng = np.random.default_rng(6)
+    train, test = blob_symbols(rng, (64, 4, 16, 16)), blob_symbols(rng, (4, 16, 16))
+    iid = EntropyModel.fit(train, bits=2)
+    context = EntropyModel.fit(train, bits=2, context=True)
+    assert context.contexts == CONTEXTS and iid.contexts == 1
+    assert len(encode_symbols(test, context)) < 0.8 * len(encode_symbols(test, iid))
+    assert np.array_equal(decode_symbols(encode_symbols(test, context), test.shape, context), test)
+
+
+def test_a_context_payload_under_the_iid_model_is_rejected_or_differs():
+    rng = np.random.default_rng(7)
+    train, test = blob_symbols(rng, (64, 2, 8, 8)), blob_symbols(rng, (2, 8, 8))
+    context = EntropyModel.fit(train, bits=2, context=True)
+    payload = encode_symbols(test, context)
+    try:
+        decoded = decode_symbols(payload, test.shape, EntropyModel.fit(train, bits=2))
+    except BitstreamError:
+        return
+    assert not np.array_equal(decoded, test)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from grl_aecnn.entropy import PRECISION_BITS, EntropyModel, channel_histograms
+from grl_aecnn.entropy.models import CONTEXTS, NEIGHBOUR_STATES, symbol_contexts
 from grl_aecnn.store import load_tensors, save_tensors
 
 TOTAL = 2**PRECISION_BITS
@@ -34,6 +35,25 @@ def test_histograms_of_batches_add_up_and_count_per_channel():
     assert np.array_equal(channel_histograms(torch.from_numpy(symbols), 2), whole)
 
 
+def test_contexts_come_from_the_neighbours_above_and_left():
+    symbols = np.array([[0, 2], [7, 1]])
+    # state: 0 outside, else 1 + min(symbol, 3); context = state(above) * 5 + state(left)
+    assert np.array_equal(symbol_contexts(symbols), [[0, 1], [1 * 5, 3 * 5 + 4]])
+    assert NEIGHBOUR_STATES**2 == CONTEXTS
+
+
+def test_context_histograms_add_up_to_the_iid_ones():
+    rng = np.random.default_rng(3)
+    symbols = rng.integers(0, 8, size=(6, 3, 5, 4))
+    per_context = channel_histograms(symbols, 3, context=True)
+    assert per_context.shape == (3, CONTEXTS, 8)
+    assert np.array_equal(per_context.sum(axis=1), channel_histograms(symbols, 3))
+    # The top-left symbol of each map is the only one with both neighbours outside.
+    assert per_context[:, 0].sum() == 6 * 3
+    model = EntropyModel.fit(symbols, 3, context=True)
+    assert model.contexts == CONTEXTS and np.all(model.frequencies.sum(axis=-1) == TOTAL)
+
+
 def test_scaling_is_exact_integer_arithmetic():
     # Uniform counts divide 2^24 exactly.
     uniform = EntropyModel.from_counts(np.full((1, 4), 7), bits=2)
@@ -55,6 +75,18 @@ def test_model_round_trips_through_safetensors_and_json(tmp_path):
         load_tensors(tmp_path / "model.safetensors"), json.loads((tmp_path / "model.json").read_text())
     )
     assert loaded.bits == 3 and np.array_equal(loaded.frequencies, model.frequencies)
+
+
+def test_context_models_round_trip_and_old_metadata_means_iid():
+    rng = np.random.default_rng(4)
+    context = EntropyModel.fit(rng.integers(0, 4, size=(5, 2, 3, 3)), bits=2, context=True)
+    loaded = EntropyModel.from_tensors(context.to_tensors(), context.metadata())
+    assert loaded.contexts == CONTEXTS and np.array_equal(loaded.frequencies, context.frequencies)
+    iid = EntropyModel(2, valid_table())
+    legacy = {k: v for k, v in iid.metadata().items() if k != "contexts"}  # written before context models
+    assert EntropyModel.from_tensors(iid.to_tensors(), legacy).contexts == 1
+    with pytest.raises(ValueError, match="contexts"):
+        EntropyModel.from_tensors(context.to_tensors(), {**context.metadata(), "contexts": 1})
 
 
 def test_model_is_immutable():
@@ -82,6 +114,7 @@ def with_entry(value: int) -> np.ndarray:
         (2, valid_table()[:, :3], "shape"),
         (3, valid_table(), "shape"),
         (2, valid_table()[0], "shape"),
+        (2, np.stack([valid_table()] * 3, axis=1), "shape"),  # 3 contexts, not CONTEXTS
         (2, valid_table() + 1, "sum"),
         (2, valid_table().astype(np.float32), "integers"),
         (0, valid_table(), "bits"),

@@ -1,4 +1,5 @@
-"""Lossless entropy coding of a CHW symbol tensor under a per-channel EntropyModel.
+"""Lossless entropy coding of a CHW symbol tensor under a per-channel EntropyModel (i.i.d. or
+context model, see models.py).
 
 We use constriction's ANS stack coder (`constriction.stream.stack.AnsCoder`) rather than its
 range coder. A split tensor is always coded and decoded whole, so the stack order of ANS costs
@@ -16,6 +17,11 @@ tests/test_entropy_coder.py pins this for the installed constriction version. Th
 models are built once per EntropyModel (a quarter of the decode time for small tensors otherwise)
 and dropped with it.
 
+Under an i.i.d. model each channel is one vectorized call. Under a context model each symbol's
+model depends on the symbols decoded before it (above and left), so decoding is a loop over the
+symbols in raster order, one constriction call each; encoding runs the same order backwards. For
+our split tensors (a few thousand symbols at most) that costs about a millisecond.
+
 The payload is the coder's 32-bit words in little-endian order.
 """
 
@@ -29,25 +35,41 @@ import constriction
 import numpy as np
 import torch
 
-from grl_aecnn.entropy.models import EntropyModel
+from grl_aecnn.entropy.models import NEIGHBOUR_STATES, EntropyModel, symbol_contexts
 from grl_aecnn.errors import BitstreamError
 
 WORD_BYTES = 4
 
 
-_coding_models: weakref.WeakKeyDictionary[EntropyModel, list[constriction.stream.model.Categorical]] = (
+_coding_models: weakref.WeakKeyDictionary[EntropyModel, list[list[constriction.stream.model.Categorical]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _channel_models(model: EntropyModel) -> list[constriction.stream.model.Categorical]:
+def _channel_models(model: EntropyModel) -> list[list[constriction.stream.model.Categorical]]:
+    """models[channel][context], built once per EntropyModel."""
     models = _coding_models.get(model)
     if models is None:
-        models = [
-            constriction.stream.model.Categorical(row.astype(np.float64), perfect=False) for row in model.frequencies
-        ]
+        models = [[constriction.stream.model.Categorical(row.astype(np.float64), perfect=False) for row in rows]
+                  for rows in model.rows()]
         _coding_models[model] = models
     return models
+
+
+def _decode_with_contexts(coder: constriction.stream.stack.AnsCoder, models: list, height: int,
+                          width: int) -> list[int]:
+    """One channel in raster order, each symbol under the model its decoded neighbours select
+    (the same contexts as models.symbol_contexts)."""
+    top = NEIGHBOUR_STATES - 2
+    decoded: list[int] = []
+    above_states = [0] * width
+    for _ in range(height):
+        left_state = 0
+        for col in range(width):
+            symbol = coder.decode(models[above_states[col] * NEIGHBOUR_STATES + left_state])
+            decoded.append(symbol)
+            left_state = above_states[col] = 1 + min(symbol, top)
+    return decoded
 
 
 def encode_symbols(symbols: np.ndarray | torch.Tensor, model: EntropyModel) -> bytes:
@@ -61,9 +83,16 @@ def encode_symbols(symbols: np.ndarray | torch.Tensor, model: EntropyModel) -> b
         raise ValueError(f"symbols must lie in 0..{model.num_symbols - 1} for {model.bits} bits")
     per_channel = symbols.reshape(model.num_channels, -1).astype(np.int32)
     coder = constriction.stream.stack.AnsCoder()
-    # A stack: push the last channel first so decoding yields channel 0 first.
-    for channel_symbols, channel_model in zip(per_channel[::-1], _channel_models(model)[::-1], strict=True):
-        coder.encode_reverse(channel_symbols, channel_model)
+    # A stack: push the last symbol first so decoding yields channel 0, position 0 first.
+    if model.contexts == 1:
+        for channel_symbols, channel_models in zip(per_channel[::-1], _channel_models(model)[::-1], strict=True):
+            coder.encode_reverse(channel_symbols, channel_models[0])
+    else:
+        contexts = symbol_contexts(symbols).reshape(model.num_channels, -1)
+        for channel_symbols, channel_contexts, channel_models in zip(
+                per_channel[::-1], contexts[::-1], _channel_models(model)[::-1], strict=True):
+            for symbol, context in zip(channel_symbols[::-1].tolist(), channel_contexts[::-1].tolist(), strict=True):
+                coder.encode_reverse(symbol, channel_models[context])
     return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -83,7 +112,11 @@ def decode_symbols(payload: bytes, shape: Sequence[int], model: EntropyModel) ->
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        channels = [coder.decode(channel_model, shape[1] * shape[2]) for channel_model in _channel_models(model)]
+        if model.contexts == 1:
+            channels = [coder.decode(models[0], shape[1] * shape[2]) for models in _channel_models(model)]
+        else:
+            channels = [np.array(_decode_with_contexts(coder, models, shape[1], shape[2]))
+                        for models in _channel_models(model)]
     except (ValueError, RuntimeError) as exc:  # constriction reports invalid data as ValueError
         raise BitstreamError(f"payload is not valid ANS data: {exc}") from exc
     if not coder.is_empty():

@@ -161,7 +161,7 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
     stage4 = _train_level_stage(cfg, level, cache, cfg.finetune, "stage4", True,
                                 list(level.recovery.parameters()) + tail_params, show_progress)
     level.eval()
-    entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits)
+    entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits, cfg.context_model)
     save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.tail_state(),
                                                  **{f"entropy.{k}": v for k, v in entropy.to_tensors().items()}})
     card = {

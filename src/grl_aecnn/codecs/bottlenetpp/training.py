@@ -126,7 +126,7 @@ def train_level(cfg: BottleNetLevelConfig, show_progress: bool = True) -> dict:
     stage2 = _stage(cfg, level, cache, cfg.finetune, "stage2", True, list(level.decoder.parameters()) + tail_params,
                     (level.encoder,), show_progress)
     level.eval()
-    entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits)
+    entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits, cfg.context_model)
     save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.level_state(),
                                                  **{f"entropy.{k}": v for k, v in entropy.to_tensors().items()}})
     with torch.no_grad():
