@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grl_aecnn.mec.allocation import EsResources, EsTasks, dof_needed, equal_shares, evaluate, power_rule, solve, upload_time
+from grl_aecnn.mec.allocation import (EsResources, EsTasks, dof_needed, equal_shares, evaluate, power_rule, solve, solve_many,
+                                     upload_time)
 
 N0 = 10 ** ((-174 + 9 - 30) / 10)
 RES = EsResources(1e7, 2e10, 0.2, N0)
@@ -58,3 +59,26 @@ def test_never_beaten_by_grid_search(seed, n):
     a = solve(t, RES)
     best = brute_force(t, np.linspace(0.05, 1, 20) if n < 3 else np.linspace(0.1, 1, 10))
     assert a.served @ t.weight >= best * (1 - 1e-6)
+
+
+@given(st.integers(0, 10**6), st.lists(st.integers(0, 11), min_size=1, max_size=4), st.booleans())
+@settings(max_examples=25, deadline=None)
+def test_batched_solver_equals_one_es_at_a_time(seed, sizes, symbols):
+    """solve_many (every ES of a slot at once, as the simulator calls it) gives each ES what solve gives
+    it alone; weights rounded to 0.1 make ties between subsets common."""
+    rng = np.random.default_rng(seed)
+    parts = [tasks_from(seed + e, n, symbols) for e, n in enumerate(sizes)]
+    for p in parts:
+        p.weight[:] = np.round(p.weight, 1)
+        p.weight[rng.random(len(p)) < 0.1] = 0.0  # zero weight: the empty set ties with serving the task
+        p.server_flops[rng.random(len(p)) < 0.1] = 0.0
+    flops = rng.uniform(5e9, 5e10, len(sizes))
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    every = EsTasks(*(np.concatenate([getattr(p, f) for p in parts]) for f in EsTasks.__dataclass_fields__))
+    batch = solve_many(every, group, EsResources(RES.bandwidth_hz, flops[group], RES.p_max_w, RES.n0_w_hz))
+    for e, p in enumerate(parts):
+        one = solve(p, EsResources(RES.bandwidth_hz, flops[e], RES.p_max_w, RES.n0_w_hz))
+        sel = group == e
+        assert np.array_equal(batch.served[sel], one.served)
+        for f in ("beta", "phi", "power"):
+            np.testing.assert_allclose(getattr(batch, f)[sel], getattr(one, f), rtol=1e-9, atol=0)

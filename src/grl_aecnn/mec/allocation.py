@@ -25,7 +25,7 @@ they serve a heavier set.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
+from functools import lru_cache
 
 import numpy as np
 
@@ -134,137 +134,297 @@ def equal_shares(t: EsTasks, r: EsResources) -> Allocation:
     return Allocation(beta, phi, power, ok)
 
 
-class _Curves:
-    """Piecewise-linear upper approximations of phi_i(beta) on a shared log grid of beta."""
+@lru_cache(maxsize=16)
+def beta_grid(points: int, beta_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """The solver's log grid of bandwidth shares and its steps (read-only, computed once)."""
+    grid = np.geomspace(beta_min, 1.0, points)
+    step = np.diff(grid)
+    grid.setflags(write=False)
+    step.setflags(write=False)
+    return grid, step
 
-    def __init__(self, t: EsTasks, r: EsResources, grid_points: int, beta_min: float):
-        self.grid = np.geomspace(beta_min, 1.0, grid_points)
-        self.u = dof_needed(t, r)
-        h = min_upload_time(np.broadcast_to(self.grid, (len(t), grid_points)), self.u, t, r)
-        room = t.slack_s[:, None] - h
-        with np.errstate(divide="ignore", invalid="ignore"):
-            phi = np.where(room > 0, t.server_flops[:, None] / (r.flops * room), np.inf)
-        phi[~((t.energy_left_j > 0) & np.isfinite(self.u))] = np.inf
-        self.phi = phi
-        ok = phi <= 1.0
-        self.alone = ok.any(axis=1)  # feasible on its own
-        self.start = np.where(self.alone, ok.argmax(axis=1), grid_points - 1)
-        n, k = phi.shape
-        # segments k -> k+1 for k >= start
-        kk = np.arange(k - 1)
-        valid = (kk[None, :] >= self.start[:, None]) & self.alone[:, None]
-        d_beta = np.broadcast_to(np.diff(self.grid), (n, k - 1))
-        with np.errstate(invalid="ignore"):
-            d_phi = np.where(valid, np.diff(np.where(np.isfinite(phi), phi, 0.0), axis=1), 0.0)
-        eff = -d_phi / d_beta
-        task_of = np.repeat(np.arange(n), k - 1)
-        seg_k = np.tile(kk, n)
-        eff_flat, valid_flat = eff.ravel(), valid.ravel()
-        order = np.lexsort((seg_k, -eff_flat))
-        order = order[valid_flat[order] & (eff_flat[order] > 0)]
-        self.seg_task = task_of[order]
-        self.seg_k = seg_k[order]
-        self.seg_dbeta = d_beta.ravel()[order]
-        self.seg_dphi = d_phi.ravel()[order]
-        self.beta0 = np.where(self.alone, self.grid[self.start], 0.0)
-        self.phi0 = np.where(self.alone, phi[np.arange(n), self.start], 0.0)
 
-    def min_phi(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For boolean masks (S, n): min sum phi under sum beta <= 1 -> (sum phi, n_full segs, fraction)."""
-        m = masks.astype(float)
-        b0, p0 = m @ self.beta0, m @ self.phi0
-        inc = masks[:, self.seg_task]
-        db = np.where(inc, self.seg_dbeta, 0.0)
-        dp = np.where(inc, self.seg_dphi, 0.0)
+@lru_cache(maxsize=16)
+def _all_masks(n: int) -> np.ndarray:
+    """All 2^n subsets in itertools.product((False, True), repeat=n) order (first task most significant)."""
+    rows = np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)[None, :]
+    masks = (rows & 1).astype(bool)
+    masks.setflags(write=False)
+    return masks
+
+
+def _phi_table(grid: np.ndarray, u: np.ndarray, t: EsTasks, r: EsResources, flops) -> np.ndarray:
+    """phi_i(beta) on the grid for every task (rows), inf where the deadline cannot be met; the same
+    arithmetic as `min_upload_time` (h) and phi = c / (F (s - h))."""
+    w = grid * r.bandwidth_hz
+    a = r.p_max_w * t.gain[:, None] / r.n0_w_hz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_p = w * np.log2(1.0 + a / w)
+        t_p = np.where(rate_p > 0, t.payload[:, None] / rate_p, np.inf)
+        t_e = u[:, None] / w
+        t_p = np.where(t.symbols[:, None], 0.0, t_p)
+        room = t.slack_s[:, None] - np.maximum(t_p, t_e)
+        phi = np.where(room > 0, t.server_flops[:, None] / (flops[:, None] * room), np.inf)
+    phi[~((t.energy_left_j > 0) & np.isfinite(u))] = np.inf
+    return phi
+
+
+class _Segments:
+    """Chords of the phi curves as segments, over `cols` columns (tasks): start point (beta0, phi0)
+    per column, and the segments in decreasing order of marginal saving -d phi / d beta."""
+
+    __slots__ = ("beta0", "phi0", "col", "dbeta", "dphi")
+
+    def __init__(self, beta0, phi0, col, dbeta, dphi):
+        self.beta0, self.phi0, self.col, self.dbeta, self.dphi = beta0, phi0, col, dbeta, dphi
+
+    def min_phi(self, masks: np.ndarray, b0=None, p0=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For boolean masks (S, cols): min sum phi under sum beta <= 1 -> (sum phi, n_full segs,
+        fraction). Segments of columns outside a mask count as empty positions (exact zeros, so the
+        running sums are those of the mask's own segments). b0, p0: the masks' start sums, if known."""
+        if b0 is None:
+            m = masks.astype(float)
+            b0, p0 = m @ self.beta0, m @ self.phi0
+        inc = masks[:, self.col]
+        db = np.where(inc, self.dbeta, 0.0)
+        dp = np.where(inc, self.dphi, 0.0)
+        n_seg = db.shape[1]
+        s_idx = np.arange(len(masks))
+        if not n_seg:
+            return np.where(b0 <= 1.0, p0, np.inf), np.zeros(len(masks), np.int64), np.zeros(len(masks))
         cb = b0[:, None] + np.cumsum(db, axis=1)
         cp = p0[:, None] + np.cumsum(dp, axis=1)
         n_full = np.sum(cb <= 1.0, axis=1)  # cb is nondecreasing
-        s_idx = np.arange(len(masks))
-        prev_b = np.where(n_full > 0, cb[s_idx, np.maximum(n_full - 1, 0)], b0) if cb.shape[1] else b0
-        prev_p = np.where(n_full > 0, cp[s_idx, np.maximum(n_full - 1, 0)], p0) if cp.shape[1] else p0
-        frac = np.zeros(len(masks))
-        if cb.shape[1]:
-            nxt = np.minimum(n_full, cb.shape[1] - 1)
-            has_next = n_full < cb.shape[1]
-            room = np.maximum(1.0 - prev_b, 0.0)
-            nb = db[s_idx, nxt]
-            frac = np.where(has_next & (nb > 0), np.minimum(room / np.where(nb > 0, nb, 1.0), 1.0), 0.0)
-            prev_p = prev_p + frac * dp[s_idx, nxt]
-        feasible_b = b0 <= 1.0
-        return np.where(feasible_b, prev_p, np.inf), n_full, frac
+        last = np.maximum(n_full - 1, 0)
+        prev_b = np.where(n_full > 0, cb[s_idx, last], b0)
+        prev_p = np.where(n_full > 0, cp[s_idx, last], p0)
+        nxt = np.minimum(n_full, n_seg - 1)
+        nb = db[s_idx, nxt]
+        room = np.maximum(1.0 - prev_b, 0.0)
+        frac = np.where((n_full < n_seg) & (nb > 0), np.minimum(room / np.where(nb > 0, nb, 1.0), 1.0), 0.0)
+        prev_p = prev_p + frac * dp[s_idx, nxt]
+        return np.where(b0 <= 1.0, prev_p, np.inf), n_full, frac
 
-    def shares(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """beta_i, phi_i (chord values) at the optimum of one feasible mask."""
-        _, n_full, frac = self.min_phi(mask[None])
+    def shares(self, masks: np.ndarray, seg_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """beta, phi (chord values) per column at the optimum of each of the feasible, pairwise
+        disjoint masks (R, cols); seg_row: the row whose columns hold each segment."""
+        _, n_full, frac = self.min_phi(masks)
+        mask = masks.any(axis=0)
         beta, phi = self.beta0 * mask, self.phi0 * mask
-        taken = mask[self.seg_task]
-        pos = np.arange(len(self.seg_task))
-        full = pos[(pos < n_full[0]) & taken]
-        part = pos[(pos == n_full[0]) & taken]
-        np.add.at(beta, self.seg_task[full], self.seg_dbeta[full])
-        np.add.at(phi, self.seg_task[full], self.seg_dphi[full])
-        if len(part) and frac[0] > 0:
-            np.add.at(beta, self.seg_task[part], frac[0] * self.seg_dbeta[part])
-            np.add.at(phi, self.seg_task[part], frac[0] * self.seg_dphi[part])
+        taken = mask[self.col]
+        pos = np.arange(len(self.col))
+        nf = n_full[seg_row]
+        full = np.flatnonzero((pos < nf) & taken)
+        np.add.at(beta, self.col[full], self.dbeta[full])
+        np.add.at(phi, self.col[full], self.dphi[full])
+        part = np.flatnonzero((pos == nf) & taken)
+        fr = frac[seg_row[part]]
+        part, fr = part[fr > 0], fr[fr > 0]
+        if len(part):
+            np.add.at(beta, self.col[part], fr * self.dbeta[part])
+            np.add.at(phi, self.col[part], fr * self.dphi[part])
         return beta, phi
-
-
-def _all_masks(n: int) -> np.ndarray:
-    return np.array(list(product((False, True), repeat=n)), dtype=bool).reshape(-1, n)
 
 
 def solve(t: EsTasks, r: EsResources, exact_max: int = 8, grid_points: int | None = None,
           beta_min: float = 1e-5) -> Allocation:
     """Maximise the total weight of the tasks served on one ES (see the module docstring). The grid
     has 256 points up to `exact_max` tasks and 64 above (the greedy admission is itself approximate)."""
+    return solve_many(t, np.zeros(len(t), np.int64), r, exact_max, grid_points, beta_min)
+
+
+def equal_shares_many(t: EsTasks, group: np.ndarray, r: EsResources, u: np.ndarray | None = None,
+                      n_on: np.ndarray | None = None) -> Allocation:
+    """`equal_shares` on every ES at once: beta = phi = 1 / (number of tasks on the task's ES)."""
+    if n_on is None:
+        group = np.asarray(group, np.int64)
+        n_on = np.bincount(group)[group] if len(group) else np.zeros(0)
+    beta = 1.0 / n_on
+    phi = beta.copy()
+    power = power_rule(beta, dof_needed(t, r) if u is None else u, t, r)
+    ok, *_ = evaluate(beta, phi, power, t, r)
+    return Allocation(beta, phi, power, ok)
+
+
+def solve_many(t: EsTasks, group: np.ndarray, r: EsResources, exact_max: int = 8, grid_points: int | None = None,
+               beta_min: float = 1e-5) -> Allocation:
+    """`solve` on every ES at once. `group[i]` (int >= 0) is the ES of task i; `r.flops` may be one
+    value per task (its ES's capacity). The result on each ES is that of `solve` on its tasks alone:
+    the per-ES problems are independent, and they are batched (one phi table, one segment sort, one
+    subset enumeration over all ESs with <= exact_max candidates) so that a slot costs a fixed number
+    of numpy calls instead of a number per ES.
+
+    Shortcut (exact): an ES with a single task whose equal share (the whole ES) serves it, with a
+    positive weight and server work, gets the whole ES -- what the solver returns there anyway (the
+    task is either served alone, with both shares normalised to exactly 1, or equal shares win)."""
     n = len(t)
-    grid_points = grid_points or (256 if n <= exact_max else 64)
     if n == 0:
         z = np.zeros(0)
         return Allocation(z, z, z, np.zeros(0, bool))
-    curves = _Curves(t, r, grid_points, beta_min)
-    cand = np.flatnonzero(curves.alone)
-    mask = np.zeros(n, bool)
-    if len(cand) and len(cand) <= exact_max:
-        sub = _all_masks(len(cand))
-        masks = np.zeros((len(sub), n), bool)
-        masks[:, cand] = sub
-        tot, _, _ = curves.min_phi(masks)
-        ok = tot <= 1.0
-        value = np.where(ok, masks @ t.weight, -np.inf)
-        # heaviest feasible set; ties -> the one leaving most compute
-        best = np.lexsort((tot, -value))[0]
-        mask = masks[best] if ok[best] else mask
-    elif len(cand):
-        footprint = np.min(np.where(np.isfinite(curves.phi), curves.phi + curves.grid, np.inf), axis=1)
-        order = cand[np.argsort(-(t.weight[cand] / footprint[cand]), kind="stable")]
-        prefixes = np.zeros((len(order), n), bool)
-        for j in range(len(order)):
-            prefixes[j:, order[j]] = True
-        tot, _, _ = curves.min_phi(prefixes)
-        ok = tot <= 1.0
-        k = int(np.argmin(ok)) if not ok.all() else len(order)  # feasibility is monotone in the prefix
-        if k:
-            mask = prefixes[k - 1].copy()
-        rest = list(order[k:])
-        while rest:
-            trial = np.repeat(mask[None], len(rest), axis=0)
-            trial[np.arange(len(rest)), rest] = True
-            tot, _, _ = curves.min_phi(trial)
-            fits = np.flatnonzero(tot <= 1.0)
-            if not len(fits):
-                break
-            pick = fits[np.argmax(t.weight[np.array(rest)[fits]])]
-            mask[rest[pick]] = True
-            rest.pop(pick)
-    beta, phi = curves.shares(mask) if mask.any() else (np.zeros(n), np.zeros(n))
-    if mask.any():  # spread what is left; more bandwidth or compute never slows a task
-        beta = np.where(mask, beta / beta[mask].sum() if beta[mask].sum() > 0 else 0.0, 0.0)
-        phi = np.where(mask, phi / phi[mask].sum() if phi[mask].sum() > 0 else 0.0, 0.0)
-    power = power_rule(beta, curves.u, t, r)
-    ok, *_ = evaluate(beta, phi, power, t, r)
-    best = Allocation(beta, phi, power, ok)
-    eq = equal_shares(t, r)
-    if eq.served @ t.weight > ok @ t.weight:
+    group = np.asarray(group, np.int64)
+    counts = np.bincount(group)
+    n_on = counts[group]
+    u = dof_needed(t, r)
+    eq = equal_shares_many(t, group, r, u, n_on)
+    gen = ~((n_on == 1) & eq.served & (t.weight > 0) & (t.server_flops > 0))
+    if not gen.any():
         return eq
-    return best
+    flops = np.broadcast_to(np.asarray(r.flops, float), (n,))
+    if gen.all():
+        beta, phi, power, ok = _solve_general(t, group, flops, r, u, eq, exact_max, grid_points, beta_min)
+        return Allocation(beta, phi, power, ok)
+    sel = np.flatnonzero(gen)
+    sub = _solve_general(t.subset(sel), group[sel], flops[sel],
+                         EsResources(r.bandwidth_hz, flops[sel], r.p_max_w, r.n0_w_hz), u[sel],
+                         Allocation(*(x[sel] for x in (eq.beta, eq.phi, eq.power, eq.served))),
+                         exact_max, grid_points, beta_min)
+    out = Allocation(eq.beta.copy(), eq.phi.copy(), eq.power.copy(), eq.served.copy())
+    for x, v in zip((out.beta, out.phi, out.power, out.served), sub):
+        x[sel] = v
+    return out
+
+
+def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResources, u: np.ndarray, eq: Allocation,
+                   exact_max: int, grid_points: int | None, beta_min: float):
+    """(beta, phi, power, served) of `solve_many` without the shortcut; eq: the equal shares."""
+    n = len(t)
+    counts = np.bincount(group)
+    n_on = counts[group]
+    # --- phi tables and chord segments, per grid size (one size for all tasks of an ES) -----------------
+    points = np.full(n, grid_points) if grid_points else np.where(n_on <= exact_max, 256, 64)
+    alone = np.zeros(n, bool)
+    beta0, phi0 = np.zeros(n), np.zeros(n)
+    footprint = np.full(n, np.inf)
+    seg_parts = []
+    for g_pts in np.unique(points):
+        sel = points == g_pts
+        rows = np.arange(n) if sel.all() else np.flatnonzero(sel)
+        tr = t if len(rows) == n else t.subset(rows)
+        grid, dgrid = beta_grid(int(g_pts), beta_min)
+        phi = _phi_table(grid, u[rows], tr, r, flops[rows])
+        ok = phi <= 1.0
+        al = ok.any(axis=1)
+        start = np.where(al, ok.argmax(axis=1), len(grid) - 1)
+        valid = (np.arange(len(grid) - 1)[None, :] >= start[:, None]) & al[:, None]
+        with np.errstate(invalid="ignore"):
+            d_phi = np.where(valid, np.diff(np.where(np.isfinite(phi), phi, 0.0), axis=1), 0.0)
+        eff = -d_phi / dgrid
+        keep = valid & (eff > 0)
+        ti, tk = np.nonzero(keep)  # task-major, the flat order of the single-ES solver
+        seg_parts.append((rows[ti], tk, eff[keep], dgrid[tk], d_phi[keep]))
+        alone[rows] = al
+        beta0[rows] = np.where(al, grid[start], 0.0)
+        phi0[rows] = np.where(al, phi[np.arange(len(rows)), start], 0.0)
+        if (counts[group[rows]] > exact_max).any():  # greedy admission needs the stand-alone footprint
+            footprint[rows] = np.min(np.where(np.isfinite(phi), phi + grid, np.inf), axis=1)
+    seg_task, seg_k, seg_eff, seg_db, seg_dp = (np.concatenate(x) for x in zip(*seg_parts)) if len(seg_parts) > 1 \
+        else seg_parts[0]
+    # one sort for all ESs: by ES, then decreasing saving, then segment, then task (lexsort is stable)
+    order = np.lexsort((seg_k, -seg_eff, group[seg_task]))
+    seg_task, seg_db, seg_dp = seg_task[order], seg_db[order], seg_dp[order]
+    seg_group = group[seg_task]
+    # --- which set each ES serves ------------------------------------------------------------------
+    n_cand = np.bincount(group[alone], minlength=len(counts))
+    serve = np.zeros(n, bool)
+    beta, phi = np.zeros(n), np.zeros(n)
+    exact = (n_cand >= 1) & (n_cand <= exact_max)
+    by_group = np.argsort(group, kind="stable")
+    first = np.cumsum(counts) - counts
+    if exact.any():
+        groups = np.flatnonzero(exact)
+        cols = np.concatenate([by_group[first[e]:first[e] + counts[e]] for e in groups])  # tasks, grouped by ES
+        col_of = np.full(n, -1)
+        col_of[cols] = np.arange(len(cols))
+        in_seg = col_of[seg_task] >= 0
+        seg = _Segments(beta0[cols], phi0[cols], col_of[seg_task[in_seg]], seg_db[in_seg], seg_dp[in_seg])
+        seg_gidx = np.searchsorted(groups, seg_group[in_seg])
+        # all subsets of each ES's stand-alone-feasible tasks; the weights and start points are summed
+        # per ES with the single-ES solver's shapes, so ties are broken on the very same numbers
+        n_rows = 2 ** n_cand[groups]
+        masks = np.zeros((int(n_rows.sum()), len(cols)), bool)
+        b0, p0, value = (np.empty(len(masks)) for _ in range(3))
+        row0 = np.cumsum(n_rows) - n_rows
+        col0 = np.cumsum(counts[groups]) - counts[groups]
+        blocks = []
+        for j, e in enumerate(groups):
+            te = cols[col0[j]:col0[j] + counts[e]]
+            me = np.zeros((n_rows[j], len(te)), bool)
+            me[:, alone[te]] = _all_masks(int(n_cand[e]))
+            rs, cs = slice(row0[j], row0[j] + n_rows[j]), slice(col0[j], col0[j] + len(te))
+            masks[rs, cs] = me
+            mf = me.astype(float)
+            b0[rs], p0[rs], value[rs] = mf @ beta0[te], mf @ phi0[te], me @ t.weight[te]
+            blocks.append((rs, cs, me))
+        if len(groups) > 1 and len(masks) * len(seg.col) > 2 * sum(
+                int(n_rows[j]) * int(np.sum(seg_gidx == j)) for j in range(len(groups))) + 20_000:
+            tot = np.empty(len(masks))  # ES by ES: far fewer empty positions than one block over all ESs
+            for j, (rs, cs, me) in enumerate(blocks):
+                sj = seg_gidx == j
+                tot[rs] = _Segments(seg.beta0[cs], seg.phi0[cs], seg.col[sj] - col0[j], seg.dbeta[sj],
+                                    seg.dphi[sj]).min_phi(me, b0[rs], p0[rs])[0]
+        else:
+            tot = seg.min_phi(masks, b0, p0)[0]
+        feasible = tot <= 1.0
+        value = np.where(feasible, value, -np.inf)
+        # heaviest feasible set per ES; ties -> the one leaving most compute, then the first subset
+        row_group = np.repeat(np.arange(len(groups)), n_rows)
+        best = np.lexsort((tot, -value, row_group))
+        best = best[np.searchsorted(row_group[best], np.arange(len(groups)))]
+        chosen = masks[best] & feasible[best][:, None]
+        b, p = seg.shares(chosen, seg_gidx)
+        beta[cols], phi[cols] = b, p
+        serve[cols] = chosen.any(axis=0)
+    for e in np.flatnonzero(n_cand > exact_max):  # greedy admission (approximate), ES by ES
+        tasks = by_group[first[e]:first[e] + counts[e]]
+        col_of = np.full(n, -1)
+        col_of[tasks] = np.arange(len(tasks))
+        in_seg = seg_group == e
+        seg = _Segments(beta0[tasks], phi0[tasks], col_of[seg_task[in_seg]], seg_db[in_seg], seg_dp[in_seg])
+        mask = _greedy_admission(seg, alone[tasks], footprint[tasks], t.weight[tasks])
+        if mask.any():
+            b, p = seg.shares(mask[None], np.zeros(len(seg.col), np.int64))
+            beta[tasks], phi[tasks] = b, p
+            serve[tasks] = mask
+    # --- spread what is left; more bandwidth or compute never slows a task -------------------------
+    sb = np.bincount(group, np.where(serve, beta, 0.0), minlength=len(counts))[group]
+    sp = np.bincount(group, np.where(serve, phi, 0.0), minlength=len(counts))[group]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(serve & (sb > 0), beta / sb, 0.0)
+        phi = np.where(serve & (sp > 0), phi / sp, 0.0)
+    power = power_rule(beta, u, t, r)
+    ok, *_ = evaluate(beta, phi, power, t, r)
+    # equal shares instead where they serve a heavier set
+    use_eq = (np.bincount(group, eq.served * t.weight, minlength=len(counts))
+              > np.bincount(group, ok * t.weight, minlength=len(counts)))[group]
+    if use_eq.any():
+        beta, phi = np.where(use_eq, eq.beta, beta), np.where(use_eq, eq.phi, phi)
+        power, ok = np.where(use_eq, eq.power, power), np.where(use_eq, eq.served, ok)
+    return beta, phi, power, ok
+
+
+def _greedy_admission(seg: _Segments, alone: np.ndarray, footprint: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Tasks enter in order of weight per stand-alone footprint min(beta + phi): the longest feasible
+    prefix, then the heaviest single additions that still fit."""
+    n = len(alone)
+    cand = np.flatnonzero(alone)
+    mask = np.zeros(n, bool)
+    order = cand[np.argsort(-(weight[cand] / footprint[cand]), kind="stable")]
+    prefixes = np.zeros((len(order), n), bool)
+    prefixes[:, order] = np.tri(len(order), dtype=bool)  # prefix j holds order[:j + 1]
+    tot, _, _ = seg.min_phi(prefixes)
+    ok = tot <= 1.0
+    k = int(np.argmin(ok)) if not ok.all() else len(order)  # feasibility is monotone in the prefix
+    if k:
+        mask = prefixes[k - 1].copy()
+    rest = list(order[k:])
+    while rest:
+        trial = np.repeat(mask[None], len(rest), axis=0)
+        trial[np.arange(len(rest)), rest] = True
+        tot, _, _ = seg.min_phi(trial)
+        fits = np.flatnonzero(tot <= 1.0)
+        if not len(fits):
+            break
+        pick = fits[np.argmax(weight[np.array(rest)[fits]])]
+        mask[rest[pick]] = True
+        rest.pop(pick)
+    return mask

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grl_aecnn.errors import GrlAecnnError
-from grl_aecnn.mec.allocation import EsResources, EsTasks, equal_shares, evaluate, solve
+from grl_aecnn.mec.allocation import EsResources, EsTasks, equal_shares_many, evaluate, solve_many
 from grl_aecnn.mec.channel import fading_correlation, complex_normal, los_probability, noise_psd_w_hz, path_loss_db
 from grl_aecnn.mec.scenario import Scenario
 from grl_aecnn.profile import OptionProfile
@@ -111,6 +111,10 @@ class MecSimulator:
         sym = [i for i, o in enumerate(profile.options) if o.kind == "symbols"]
         self.symbols_row = {i: r for r, i in enumerate(sym)}
         self.option_row = np.array([self.symbols_row.get(i, 0) for i in range(profile.n_options)])
+        self.is_symbols = self.kinds == "symbols"
+        # action -> (ES or -1, profile option), for every action at once
+        self._action_es, self._action_opt = decode_actions(np.arange(self.n_actions), scenario.n_es, self.offload,
+                                                           self.local)
         for shared in (self.kinds, self.payload_mean, self.accuracy, self.snr_accuracy, self.device_flops,
                        self.server_flops):
             shared.setflags(write=False)  # observations share these arrays; nobody may change them
@@ -146,7 +150,12 @@ class MecSimulator:
         self.scatter = complex_normal(self.rng["fading"], (n, m))
         self.scatter_prev = self.scatter.copy()
         self.load_state = self.rng["load"].integers(len(sc.edge.load_available), size=m)
-        self.avail_prev = np.asarray(sc.edge.load_available)[self.load_state]
+        self._load_available = np.asarray(sc.edge.load_available, float)
+        self.avail_prev = self._load_available[self.load_state]
+        self._moving = sc.mobility.model == "random_waypoint"
+        rho = fading_correlation(self.speed, sc.slot_s, ch)[:, None]
+        self._fading_rho = (rho, np.sqrt(1 - rho**2))
+        self._geometry()
         self.slot = 0
         self.records: list[dict[str, np.ndarray]] = []
         self._draw_slot()
@@ -156,26 +165,35 @@ class MecSimulator:
         d = np.linalg.norm(self.md_xy[:, None, :] - self.es_xy[None, :, :], axis=-1)
         return np.maximum(d, self.sc.layout.min_distance_m)
 
-    def _draw_slot(self) -> None:
-        """Large-scale gains, true/estimated gains, ES availability and tasks of the current slot."""
+    def _geometry(self) -> None:
+        """Distance-dependent terms (LOS state, path loss, shadowing spread, Rician parts); they
+        change only when MDs move, so static MDs compute them once per reset."""
         sc, ch = self.sc, self.sc.channel
         d = self._distances()
         self.los = self.los_u < los_probability(d)
-        sigma = np.where(self.los, ch.shadowing_los_db, ch.shadowing_nlos_db)
-        large_db = -(path_loss_db(d, self.los, ch) + sigma * self.shadow_z)
+        self._sigma = np.where(self.los, ch.shadowing_los_db, ch.shadowing_nlos_db)
+        self._path_loss = path_loss_db(d, self.los, ch)
         k_lin = np.where(self.los, 10 ** (ch.rician_k_los_db / 10), 0.0)
+        self._specular = np.sqrt(k_lin / (k_lin + 1)) * np.exp(1j * self.los_phase)
+        self._scatter_amp = np.sqrt(1 / (k_lin + 1))
+        self._large_lin = None  # 10^(large-scale dB / 10), cached while shadowing and geometry stay put
 
-        def small(scatter):
-            spec = np.sqrt(k_lin / (k_lin + 1)) * np.exp(1j * self.los_phase)
-            return np.abs(spec + np.sqrt(1 / (k_lin + 1)) * scatter) ** 2
+    def _small(self, scatter: np.ndarray) -> np.ndarray:
+        return np.abs(self._specular + self._scatter_amp * scatter) ** 2
 
-        self.gain_true = 10 ** (large_db / 10) * small(self.scatter)
+    def _draw_slot(self) -> None:
+        """Large-scale gains, true/estimated gains, ES availability and tasks of the current slot."""
+        sc, ch = self.sc, self.sc.channel
+        if self._moving or self._large_lin is None:
+            if self._moving:
+                self._geometry()
+            self._large_lin = 10 ** (-(self._path_loss + self._sigma * self.shadow_z) / 10)
+        self.gain_true = self._large_lin * self._small(self.scatter)
         eps2 = ch.csi_error_var
         base = self.scatter_prev if ch.csi_outdated else self.scatter
         est = np.sqrt(1 - eps2) * base + np.sqrt(eps2) * complex_normal(self.rng["csi"], base.shape)
-        self.gain_est = 10 ** (large_db / 10) * small(est)
-        avail = np.asarray(sc.edge.load_available)
-        self.avail_true = avail[self.load_state]
+        self.gain_est = self._large_lin * self._small(est)
+        self.avail_true = self._load_available[self.load_state]
         self.avail_est = np.clip(self.avail_prev + sc.edge.load_estimate_std * self.rng["load"].standard_normal(sc.n_es),
                                  0.01, 1.0)
         t = self.rng["tasks"]
@@ -188,8 +206,7 @@ class MecSimulator:
 
     def _advance(self) -> None:
         sc, ch = self.sc, self.sc.channel
-        moved = np.zeros(sc.n_md)
-        if sc.mobility.model == "random_waypoint":
+        if self._moving:
             step = self.speed * sc.slot_s
             delta = self.waypoint - self.md_xy
             dist = np.linalg.norm(delta, axis=1)
@@ -201,16 +218,21 @@ class MecSimulator:
             new_speed = self.rng["mobility"].uniform(sc.mobility.speed_min_mps, sc.mobility.speed_max_mps, sc.n_md)
             self.waypoint = np.where(arrive[:, None], new_wp, self.waypoint)
             self.speed = np.where(arrive, new_speed, self.speed)
-        rho_s = np.exp(-moved / ch.shadow_decorrelation_m)[:, None]
-        self.shadow_z = rho_s * self.shadow_z + np.sqrt(1 - rho_s**2) * self.rng["shadowing"].standard_normal(self.shadow_z.shape)
-        rho = fading_correlation(self.speed, sc.slot_s, ch)[:, None]
+            rho_s = np.exp(-moved / ch.shadow_decorrelation_m)[:, None]
+            self.shadow_z = rho_s * self.shadow_z + np.sqrt(1 - rho_s**2) * self.rng["shadowing"].standard_normal(
+                self.shadow_z.shape)
+            rho = fading_correlation(self.speed, sc.slot_s, ch)[:, None]
+            self._fading_rho = (rho, np.sqrt(1 - rho**2))
+        # static MDs: the shadowing correlation is exactly 1, so the shadowing stays (no draw needed;
+        # that stream serves nothing else), and the fading correlation is fixed (set at reset)
+        rho, rho_c = self._fading_rho
         self.scatter_prev = self.scatter
-        self.scatter = rho * self.scatter + np.sqrt(1 - rho**2) * complex_normal(self.rng["fading"], self.scatter.shape)
-        n_states = len(sc.edge.load_available)
+        self.scatter = rho * self.scatter + rho_c * complex_normal(self.rng["fading"], self.scatter.shape)
+        n_states = len(self._load_available)
         g = self.rng["load"]
         stay = g.random(sc.n_es) < sc.edge.load_stay_prob
         other = (self.load_state + 1 + g.integers(max(n_states - 1, 1), size=sc.n_es)) % n_states
-        self.avail_prev = np.asarray(sc.edge.load_available)[self.load_state]
+        self.avail_prev = self._load_available[self.load_state]
         self.load_state = np.where(stay | (n_states == 1), self.load_state, other)
         self.slot += 1
         self._draw_slot()
@@ -239,51 +261,48 @@ class MecSimulator:
         a = np.asarray(actions)
         if a.shape != (sc.n_md,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= self.n_actions:
             raise MecError(f"actions must be {sc.n_md} integers in [0, {self.n_actions}), got {a!r}")
-        es, opt = decode_actions(a, sc.n_es, self.offload, self.local)
+        es, opt = self._action_es[a], self._action_opt[a]
         n = sc.n_md
         dev_flops = self.device_flops[opt]
-        srv_flops = self.server_flops[opt]
         t_dev = dev_flops / self.md_flops
         e_dev = dev_flops * self.md_j_per_flop
         e_max = sc.device.energy_budget_j
-        kinds = self.kinds[opt]
-        payload = p.payload[opt, self.sample].astype(float)
-        bits = np.where(kinds == "symbols", payload, 8.0 * payload)
         t_up, t_srv, e_tx = np.zeros(n), np.zeros(n), np.zeros(n)
         beta, phi, power = np.zeros(n), np.zeros(n), np.zeros(n)
         ok_off = np.zeros(n, bool)
         correct = p.correct[opt, self.sample].astype(float)
-        acc_mean = self.accuracy[opt]
-        rows = self.option_row[opt]
-        grid = p.snr_grid_db
-        snr_acc = self.snr_accuracy
         snr_db_true = np.full(n, np.nan)
-        for m in range(sc.n_es):
-            idx = np.flatnonzero(self.has_task & (es == m))
-            if not len(idx):
-                continue
-            sym = kinds[idx] == "symbols"
-            exp_acc = acc_mean[idx].copy()
+        idx = np.flatnonzero(self.has_task & (es >= 0))
+        if len(idx):  # every ES at once: tasks grouped by ES (MD order within an ES)
+            idx = idx[np.argsort(es[idx], kind="stable")]
+            g, o = es[idx], opt[idx]
+            sym = self.is_symbols[o]
+            payload = p.payload[o, self.sample[idx]].astype(float)
+            gain_est, gain_true = self.gain_est[idx, g], self.gain_true[idx, g]
+            exp_acc = self.accuracy[o]
             if sym.any():  # expected accuracy of analog options at the estimated SNR of an equal share
-                w_eq = sc.edge.bandwidth_hz / len(idx)
-                snr_est = 10 * np.log10(sc.device.p_max_w * self.gain_est[idx, m] / (self.n0 * w_eq))
-                exp_acc[sym] = snr_accuracy_lookup(snr_est[sym], grid, snr_acc[rows[idx][sym]])
-            tasks = EsTasks(symbols=sym, payload=bits[idx], server_flops=srv_flops[idx], slack_s=self.deadline_s[idx] - t_dev[idx],
-                            energy_left_j=e_max - e_dev[idx], gain=self.gain_est[idx, m],
+                exp_acc = exp_acc.copy()
+                w_eq = sc.edge.bandwidth_hz / np.bincount(g)[g]
+                snr_est = 10 * np.log10(sc.device.p_max_w * gain_est[sym] / (self.n0 * w_eq[sym]))
+                exp_acc[sym] = snr_accuracy_lookup(snr_est, p.snr_grid_db, self.snr_accuracy[self.option_row[o[sym]]])
+            tasks = EsTasks(symbols=sym, payload=np.where(sym, payload, 8.0 * payload), server_flops=self.server_flops[o],
+                            slack_s=self.deadline_s[idx] - t_dev[idx], energy_left_j=e_max - e_dev[idx], gain=gain_est,
                             weight=exp_acc + sc.failure_penalty)
-            est = EsResources(sc.edge.bandwidth_hz, sc.edge.capacity_flops * self.avail_est[m], sc.device.p_max_w, self.n0)
-            alloc = solve(tasks, est) if self.allocator == "optimal" else equal_shares(tasks, est)
-            true = EsResources(sc.edge.bandwidth_hz, sc.edge.capacity_flops * self.avail_true[m], sc.device.p_max_w, self.n0)
-            ok, tu, ts, et = evaluate(alloc.beta, alloc.phi, alloc.power, tasks.with_gain(self.gain_true[idx, m]), true)
+            cap = sc.edge.capacity_flops
+            est = EsResources(sc.edge.bandwidth_hz, cap * self.avail_est[g], sc.device.p_max_w, self.n0)
+            alloc = solve_many(tasks, g, est) if self.allocator == "optimal" else equal_shares_many(tasks, g, est)
+            true = EsResources(sc.edge.bandwidth_hz, cap * self.avail_true[g], sc.device.p_max_w, self.n0)
+            ok, tu, ts, et = evaluate(alloc.beta, alloc.phi, alloc.power, tasks.with_gain(gain_true), true)
             beta[idx], phi[idx], power[idx] = alloc.beta, alloc.phi, alloc.power
             t_up[idx], t_srv[idx], e_tx[idx], ok_off[idx] = tu, ts, et, ok
             with np.errstate(divide="ignore"):
-                snr_db_true[idx] = 10 * np.log10(alloc.power * self.gain_true[idx, m]
+                snr_db_true[idx] = 10 * np.log10(alloc.power * gain_true
                                                  / (self.n0 * np.maximum(alloc.beta, 1e-300) * sc.edge.bandwidth_hz))
             if sym.any():
                 s_idx = idx[sym]
                 correct[s_idx] = snr_accuracy_lookup(
-                    snr_db_true[s_idx], grid, p.snr_correct[rows[s_idx], :, self.sample[s_idx]].astype(float))
+                    snr_db_true[s_idx], p.snr_grid_db,
+                    p.snr_correct[self.option_row[o[sym]], :, self.sample[s_idx]].astype(float))
         local = es < 0
         latency = t_dev + t_up + t_srv
         energy = e_dev + e_tx
@@ -293,21 +312,25 @@ class MecSimulator:
         on_time &= self.has_task
         reward_i = np.where(success, correct, -sc.failure_penalty)
         tasks_idx = np.flatnonzero(self.has_task)
-        g_true = self.gain_true[np.arange(n), np.maximum(es, 0)]
-        g_est = self.gain_est[np.arange(n), np.maximum(es, 0)]
+        # every MD has a task (the default): whole arrays, no gathers (all are fresh arrays of this slot)
+        pick = (lambda x: x) if len(tasks_idx) == n else (lambda x: x[tasks_idx])  # noqa: E731
+        es_any = np.maximum(es, 0)
+        with np.errstate(divide="ignore"):
+            g_db = 10 * np.log10(np.stack([self.gain_true[tasks_idx, es_any[tasks_idx]],
+                                           self.gain_est[tasks_idx, es_any[tasks_idx]]]))
+        g_db[:, local[tasks_idx]] = np.nan
+        success_t = pick(success)
         rec = {
-            "slot": np.full(len(tasks_idx), self.slot), "md": tasks_idx, "action": a[tasks_idx], "es": es[tasks_idx],
-            "option": opt[tasks_idx], "sample": self.sample[tasks_idx], "deadline_ms": 1e3 * self.deadline_s[tasks_idx],
-            "t_device_ms": 1e3 * t_dev[tasks_idx], "t_upload_ms": 1e3 * t_up[tasks_idx], "t_server_ms": 1e3 * t_srv[tasks_idx],
-            "latency_ms": 1e3 * latency[tasks_idx], "energy_j": energy[tasks_idx], "bw_share": beta[tasks_idx],
-            "cpu_share": phi[tasks_idx], "power_w": power[tasks_idx],
-            "gain_true_db": np.where(local, np.nan, 10 * np.log10(g_true))[tasks_idx],
-            "gain_est_db": np.where(local, np.nan, 10 * np.log10(g_est))[tasks_idx],
-            "on_time": on_time[tasks_idx], "within_energy": within[tasks_idx], "success": success[tasks_idx],
-            "correct": (correct[tasks_idx] > 0) & success[tasks_idx], "reward": reward_i[tasks_idx],
+            "slot": np.full(len(tasks_idx), self.slot), "md": tasks_idx, "action": a[tasks_idx], "es": pick(es),
+            "option": pick(opt), "sample": self.sample[tasks_idx], "deadline_ms": 1e3 * pick(self.deadline_s),
+            "t_device_ms": 1e3 * pick(t_dev), "t_upload_ms": 1e3 * pick(t_up), "t_server_ms": 1e3 * pick(t_srv),
+            "latency_ms": 1e3 * pick(latency), "energy_j": pick(energy), "bw_share": pick(beta),
+            "cpu_share": pick(phi), "power_w": pick(power), "gain_true_db": g_db[0], "gain_est_db": g_db[1],
+            "on_time": pick(on_time), "within_energy": pick(within), "success": success_t,
+            "correct": (pick(correct) > 0) & success_t, "reward": pick(reward_i),
         }
         self.records.append(rec)
-        reward = float(reward_i[tasks_idx].mean()) if len(tasks_idx) else 0.0
+        reward = float(rec["reward"].mean()) if len(tasks_idx) else 0.0
         self._advance()
         return {"reward": reward, "n_tasks": len(tasks_idx), "n_success": int(success.sum()), "record": rec}
 
