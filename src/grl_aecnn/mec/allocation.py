@@ -81,20 +81,29 @@ def power_rule(beta: np.ndarray, u: np.ndarray, t: EsTasks, r: EsResources) -> n
 
 def upload_time(beta, power, t: EsTasks, r: EsResources) -> np.ndarray:
     """Seconds; inf without bandwidth or power. Symbols: one complex symbol per Hz per second."""
-    w = np.asarray(beta, float) * r.bandwidth_hz
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate = w * np.log2(1.0 + power * t.gain / (r.n0_w_hz * np.where(w > 0, w, 1.0)))
-        t_bits = np.where(rate > 0, t.payload / rate, np.inf)
-        t_sym = np.where(w > 0, t.payload / np.where(w > 0, w, 1.0), np.inf)
+        return _upload_time(beta, power, t, r)
+
+
+def _upload_time(beta, power, t: EsTasks, r: EsResources) -> np.ndarray:
+    w = np.asarray(beta, float) * r.bandwidth_hz
+    has_w = w > 0
+    w1 = np.where(has_w, w, 1.0)
+    rate = w * np.log2(1.0 + power * t.gain / (r.n0_w_hz * w1))
+    t_bits = np.where(rate > 0, t.payload / rate, np.inf)
+    if not t.symbols.any():
+        return t_bits
+    t_sym = np.where(has_w, t.payload / w1, np.inf)
     return np.where(t.symbols, np.where(power > 0, t_sym, np.inf), t_bits)
 
 
 def evaluate(beta, phi, power, t: EsTasks, r: EsResources):
     """(success bool, upload s, server s, transmit energy J) of each task under an allocation."""
-    t_up = upload_time(beta, power, t, r)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_up = _upload_time(beta, power, t, r)
         t_srv = np.where(phi > 0, t.server_flops / (np.asarray(phi, float) * r.flops), np.inf)
-    e_tx = np.where(np.isfinite(t_up), power * np.where(np.isfinite(t_up), t_up, 0.0), np.inf)
+    finite = np.isfinite(t_up)
+    e_tx = np.where(finite, power * np.where(finite, t_up, 0.0), np.inf)
     ok = (t_up + t_srv <= t.slack_s * (1 + TOL) + 1e-12) & (e_tx <= t.energy_left_j * (1 + TOL) + 1e-15)
     ok &= (t.slack_s > 0) & (t.energy_left_j > 0)
     return ok, t_up, t_srv, e_tx
@@ -205,10 +214,12 @@ class _Segments:
         prev_p = prev_p + frac * dp[s_idx, nxt]
         return np.where(b0 <= 1.0, prev_p, np.inf), n_full, frac
 
-    def shares(self, masks: np.ndarray, seg_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def shares(self, masks: np.ndarray, seg_row: np.ndarray, n_full=None, frac=None) -> tuple[np.ndarray, np.ndarray]:
         """beta, phi (chord values) per column at the optimum of each of the feasible, pairwise
-        disjoint masks (R, cols); seg_row: the row whose columns hold each segment."""
-        _, n_full, frac = self.min_phi(masks)
+        disjoint masks (R, cols); seg_row: the row whose columns hold each segment; n_full, frac:
+        `min_phi` of the masks, if known."""
+        if n_full is None:
+            _, n_full, frac = self.min_phi(masks)
         mask = masks.any(axis=0)
         beta, phi = self.beta0 * mask, self.phi0 * mask
         taken = mask[self.col]
@@ -296,7 +307,7 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
     beta0, phi0 = np.zeros(n), np.zeros(n)
     footprint = np.full(n, np.inf)
     seg_parts = []
-    for g_pts in np.unique(points):
+    for g_pts in (points[:1] if points.min() == points.max() else np.unique(points)):
         sel = points == g_pts
         rows = np.arange(n) if sel.all() else np.flatnonzero(sel)
         tr = t if len(rows) == n else t.subset(rows)
@@ -357,13 +368,15 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
             blocks.append((rs, cs, me))
         if len(groups) > 1 and len(masks) * len(seg.col) > 2 * sum(
                 int(n_rows[j]) * int(np.sum(seg_gidx == j)) for j in range(len(groups))) + 20_000:
-            tot = np.empty(len(masks))  # ES by ES: far fewer empty positions than one block over all ESs
+            tot, n_full, frac = np.empty(len(masks)), np.empty(len(masks), np.int64), np.empty(len(masks))
+            seg0 = np.searchsorted(seg_gidx, np.arange(len(groups)))  # each ES's first segment position
             for j, (rs, cs, me) in enumerate(blocks):
                 sj = seg_gidx == j
-                tot[rs] = _Segments(seg.beta0[cs], seg.phi0[cs], seg.col[sj] - col0[j], seg.dbeta[sj],
-                                    seg.dphi[sj]).min_phi(me, b0[rs], p0[rs])[0]
+                tot[rs], n_full[rs], frac[rs] = _Segments(seg.beta0[cs], seg.phi0[cs], seg.col[sj] - col0[j],
+                                                          seg.dbeta[sj], seg.dphi[sj]).min_phi(me, b0[rs], p0[rs])
+                n_full[rs] += seg0[j]  # positions in the list of all ESs' segments
         else:
-            tot = seg.min_phi(masks, b0, p0)[0]
+            tot, n_full, frac = seg.min_phi(masks, b0, p0)
         feasible = tot <= 1.0
         value = np.where(feasible, value, -np.inf)
         # heaviest feasible set per ES; ties -> the one leaving most compute, then the first subset
@@ -371,7 +384,7 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
         best = np.lexsort((tot, -value, row_group))
         best = best[np.searchsorted(row_group[best], np.arange(len(groups)))]
         chosen = masks[best] & feasible[best][:, None]
-        b, p = seg.shares(chosen, seg_gidx)
+        b, p = seg.shares(chosen, seg_gidx, n_full[best], frac[best])
         beta[cols], phi[cols] = b, p
         serve[cols] = chosen.any(axis=0)
     for e in np.flatnonzero(n_cand > exact_max):  # greedy admission (approximate), ES by ES

@@ -271,7 +271,6 @@ class MecSimulator:
         beta, phi, power = np.zeros(n), np.zeros(n), np.zeros(n)
         ok_off = np.zeros(n, bool)
         correct = p.correct[opt, self.sample].astype(float)
-        snr_db_true = np.full(n, np.nan)
         idx = np.flatnonzero(self.has_task & (es >= 0))
         if len(idx):  # every ES at once: tasks grouped by ES (MD order within an ES)
             idx = idx[np.argsort(es[idx], kind="stable")]
@@ -295,13 +294,13 @@ class MecSimulator:
             ok, tu, ts, et = evaluate(alloc.beta, alloc.phi, alloc.power, tasks.with_gain(gain_true), true)
             beta[idx], phi[idx], power[idx] = alloc.beta, alloc.phi, alloc.power
             t_up[idx], t_srv[idx], e_tx[idx], ok_off[idx] = tu, ts, et, ok
-            with np.errstate(divide="ignore"):
-                snr_db_true[idx] = 10 * np.log10(alloc.power * gain_true
-                                                 / (self.n0 * np.maximum(alloc.beta, 1e-300) * sc.edge.bandwidth_hz))
-            if sym.any():
+            if sym.any():  # analog options: correctness at the true SNR of the allocation
                 s_idx = idx[sym]
+                with np.errstate(divide="ignore"):
+                    snr_db_true = 10 * np.log10(alloc.power[sym] * gain_true[sym] / (
+                        self.n0 * np.maximum(alloc.beta[sym], 1e-300) * sc.edge.bandwidth_hz))
                 correct[s_idx] = snr_accuracy_lookup(
-                    snr_db_true[s_idx], p.snr_grid_db,
+                    snr_db_true, p.snr_grid_db,
                     p.snr_correct[self.option_row[o[sym]], :, self.sample[s_idx]].astype(float))
         local = es < 0
         latency = t_dev + t_up + t_srv
