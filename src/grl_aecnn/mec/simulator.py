@@ -259,7 +259,7 @@ class MecSimulator:
         """Apply one decision per MD (ignored for MDs without a task); returns the slot's outcome."""
         sc, p = self.sc, self.profile
         a = np.asarray(actions)
-        if a.shape != (sc.n_md,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= self.n_actions:
+        if a.shape != (sc.n_md,) or a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_actions:
             raise MecError(f"actions must be {sc.n_md} integers in [0, {self.n_actions}), got {a!r}")
         es, opt = self._action_es[a], self._action_opt[a]
         n = sc.n_md
@@ -314,9 +314,8 @@ class MecSimulator:
         # every MD has a task (the default): whole arrays, no gathers (all are fresh arrays of this slot)
         pick = (lambda x: x) if len(tasks_idx) == n else (lambda x: x[tasks_idx])  # noqa: E731
         es_any = np.maximum(es, 0)
-        with np.errstate(divide="ignore"):
-            g_db = 10 * np.log10(np.stack([self.gain_true[tasks_idx, es_any[tasks_idx]],
-                                           self.gain_est[tasks_idx, es_any[tasks_idx]]]))
+        link = (tasks_idx, es_any[tasks_idx])
+        g_db = 10 * np.log10(np.concatenate((self.gain_true[link], self.gain_est[link]))).reshape(2, -1)
         g_db[:, local[tasks_idx]] = np.nan
         success_t = pick(success)
         rec = {
@@ -329,7 +328,7 @@ class MecSimulator:
             "correct": (pick(correct) > 0) & success_t, "reward": pick(reward_i),
         }
         self.records.append(rec)
-        reward = float(rec["reward"].mean()) if len(tasks_idx) else 0.0
+        reward = float(rec["reward"].sum() / len(tasks_idx)) if len(tasks_idx) else 0.0
         self._advance()
         return {"reward": reward, "n_tasks": len(tasks_idx), "n_success": int(success.sum()), "record": rec}
 
