@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from grl_aecnn.mec import allocation
 from grl_aecnn.mec.allocation import (EsResources, EsTasks, dof_needed, equal_shares, evaluate, power_rule, solve, solve_many,
                                      upload_time)
 
@@ -82,3 +83,21 @@ def test_batched_solver_equals_one_es_at_a_time(seed, sizes, symbols):
         assert np.array_equal(batch.served[sel], one.served)
         for f in ("beta", "phi", "power"):
             np.testing.assert_allclose(getattr(batch, f)[sel], getattr(one, f), rtol=1e-9, atol=0)
+
+
+@given(st.integers(0, 10**6), st.integers(5, 8), st.booleans())
+@settings(max_examples=15, deadline=None)
+def test_heaviest_first_subset_search_equals_checking_all_subsets(seed, n, symbols):
+    """From 5 candidates on, subsets are checked heaviest first; checking all 2^n gives the same."""
+    t = tasks_from(seed, n, symbols)
+    t.weight[:] = np.round(t.weight, 1)  # ties between subsets of the same weight
+    fast = solve(t, RES)
+    saved = allocation._SEARCH_MIN
+    allocation._SEARCH_MIN = 99
+    try:
+        full = solve(t, RES)
+    finally:
+        allocation._SEARCH_MIN = saved
+    assert np.array_equal(fast.served, full.served)
+    for f in ("beta", "phi", "power"):
+        np.testing.assert_array_equal(getattr(fast, f), getattr(full, f))

@@ -366,17 +366,26 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
             mf = me.astype(float)
             b0[rs], p0[rs], value[rs] = mf @ beta0[te], mf @ phi0[te], me @ t.weight[te]
             blocks.append((rs, cs, me))
-        if len(groups) > 1 and len(masks) * len(seg.col) > 2 * sum(
-                int(n_rows[j]) * int(np.sum(seg_gidx == j)) for j in range(len(groups))) + 20_000:
-            tot, n_full, frac = np.empty(len(masks)), np.empty(len(masks), np.int64), np.empty(len(masks))
-            seg0 = np.searchsorted(seg_gidx, np.arange(len(groups)))  # each ES's first segment position
-            for j, (rs, cs, me) in enumerate(blocks):
-                sj = seg_gidx == j
-                tot[rs], n_full[rs], frac[rs] = _Segments(seg.beta0[cs], seg.phi0[cs], seg.col[sj] - col0[j],
-                                                          seg.dbeta[sj], seg.dphi[sj]).min_phi(me, b0[rs], p0[rs])
-                n_full[rs] += seg0[j]  # positions in the list of all ESs' segments
-        else:
+        tot, n_full, frac = np.full(len(masks), np.inf), np.zeros(len(masks), np.int64), np.zeros(len(masks))
+        seg0 = np.searchsorted(seg_gidx, np.arange(len(groups)))  # each ES's first segment position
+        large = n_cand[groups] >= _SEARCH_MIN
+        small_rows = np.flatnonzero(np.repeat(~large, n_rows))
+        if len(small_rows) and (large.any() or len(groups) > 1 and len(masks) * len(seg.col) > 2 * sum(
+                int(n_rows[j]) * int(np.sum(seg_gidx == j)) for j in range(len(groups))) + 20_000):
+            large[:] = True  # ES by ES: far fewer empty positions than one block over all ESs
+        elif len(small_rows):
             tot, n_full, frac = seg.min_phi(masks, b0, p0)
+        for j in np.flatnonzero(large):
+            rs, cs, me = blocks[j]
+            sj = seg_gidx == j
+            local = _Segments(seg.beta0[cs], seg.phi0[cs], seg.col[sj] - col0[j], seg.dbeta[sj], seg.dphi[sj])
+            rows = np.arange(rs.start, rs.stop)
+            if n_cand[groups[j]] < _SEARCH_MIN:
+                done = rows
+            else:  # heaviest subsets first, until the heaviest feasible weight and all its ties are known
+                done = _heaviest_first(local, me, b0[rs], p0[rs], value[rs]) + rs.start
+            tot[done], n_full[done], frac[done] = local.min_phi(masks[done][:, cs], b0[done], p0[done])
+            n_full[done] += seg0[j]  # positions in the list of all ESs' segments
         feasible = tot <= 1.0
         value = np.where(feasible, value, -np.inf)
         # heaviest feasible set per ES; ties -> the one leaving most compute, then the first subset
@@ -413,6 +422,29 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
         beta, phi = np.where(use_eq, eq.beta, beta), np.where(use_eq, eq.phi, phi)
         power, ok = np.where(use_eq, eq.power, power), np.where(use_eq, eq.served, ok)
     return beta, phi, power, ok
+
+
+_SEARCH_MIN = 5  # from this many candidates on, subsets are checked heaviest first, not all at once
+
+
+def _heaviest_first(seg: _Segments, masks: np.ndarray, b0: np.ndarray, p0: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Rows of `masks` whose min sum phi the subset choice needs: the subsets in decreasing weight
+    (stable) up to the first feasible one, and every subset of that same weight (their sums of phi
+    break the tie). Every lighter subset loses whatever its sums, so it is never computed. Rounds of
+    growing size keep the number of numpy calls small."""
+    order = np.argsort(-value, kind="stable")
+    ranked = value[order]
+    pos, chunk = 0, 8
+    while True:
+        rows = order[pos:pos + chunk]
+        tot = seg.min_phi(masks[rows], b0[rows], p0[rows])[0]
+        hit = np.flatnonzero(tot <= 1.0)
+        if len(hit):
+            v = ranked[pos + hit[0]]
+            end = int(np.searchsorted(-ranked, -v, side="right"))  # ranked is nonincreasing
+            return order[:max(end, pos + len(rows))]
+        pos += len(rows)
+        chunk *= 4
 
 
 def _greedy_admission(seg: _Segments, alone: np.ndarray, footprint: np.ndarray, weight: np.ndarray) -> np.ndarray:
