@@ -11,13 +11,12 @@ from typer.testing import CliRunner
 from grl_aecnn import zoo
 from grl_aecnn.cli import app
 from grl_aecnn.codecs.aecnn.codec import AecnnCodec, load_codecs, ship_codec
-from grl_aecnn.codecs.aecnn.model import AecnnBase, ChannelAttention, FeatureRecovery, PruneAwareBase
+from grl_aecnn.codecs.aecnn.model import ChannelAttention, FeatureRecovery
 from grl_aecnn.codecs.aecnn.training import AecnnBaseConfig, AecnnLevelConfig, SgdStage, train_level
 from grl_aecnn.codecs.base import Codec
 from grl_aecnn.data import load_cifar10, to_tensor
 from grl_aecnn.entropy import unpack_frame
 from grl_aecnn.errors import BitstreamError, CheckpointError
-from grl_aecnn.nets import build_model
 from grl_aecnn.nets.training import train_backbone
 from tests.conftest import make_images, write_imagefolder_zip
 from tests.test_training import tiny_config
@@ -26,8 +25,7 @@ ONE_EPOCH = SgdStage(epochs=1, lr=0.01, batch_size=32)
 
 
 def level_config(out, level, keep, bits, **base_overrides) -> AecnnLevelConfig:
-    base = AecnnBaseConfig(backbone="tiny-resnet20", attention=ONE_EPOCH, attention_keep=[2, 8], output_dir=str(out),
-                           **base_overrides)
+    base = AecnnBaseConfig(backbone="tiny-resnet20", attention=ONE_EPOCH, output_dir=str(out), **base_overrides)
     return AecnnLevelConfig(level=level, keep_channels=keep, bits=bits, base=base, recovery=ONE_EPOCH,
                             finetune=ONE_EPOCH, recovery_hidden=8, threads=1)
 
@@ -137,29 +135,6 @@ def test_attention_and_recovery_shapes():
     # Freshly built, the recovery is the zero-filled tensor with the received channels in place.
     assert out.shape == (2, 32, 16, 16)
     assert torch.equal(out[:, [5, 0, 7]], received) and float(out.abs().sum()) == pytest.approx(float(received.sum()))
-
-
-def test_prune_aware_stage1_keeps_the_running_top_k_in_training_only():
-    torch.manual_seed(0)
-    base = AecnnBase(build_model("resnet20", num_classes=10), "layer2", reduction=4)
-    view = PruneAwareBase(base, keep_choices=[3], momentum=0.0)  # momentum 0: the ranking of this batch
-    x = torch.rand(4, 3, 32, 32)
-    view.eval()
-    with torch.no_grad():
-        assert torch.equal(view(x), base(x))  # eval: the plain model, ranking untouched
-        assert torch.equal(view.running_importance, torch.full((32,), 0.5))
-    base.eval()  # fixed BN statistics, so training mode of the view differs only by the mask
-    view.training = True
-    with torch.no_grad():
-        out = view(x)
-        z = base.backbone.head(x, "layer2")
-        w = base.attention.weights(z)
-        assert torch.allclose(view.running_importance, w.mean(0))
-        top = torch.argsort(w.mean(0), descending=True, stable=True)[:3]
-        mask = torch.zeros(32)
-        mask[top] = 1
-        expected = base.backbone.tail(z * w[:, :, None, None] * mask[None, :, None, None], "layer2")
-    assert torch.allclose(out, expected, atol=1e-6)
 
 
 def test_cli_train_ship_and_eval(trained, tmp_path):

@@ -109,35 +109,6 @@ class AecnnLevel(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("net.") or k.startswith(prefixes)}
 
 
-class PruneAwareBase(nn.Module):
-    """Stage-1 training view of an AecnnBase: it keeps a running mean of the attention weights
-    (the importance ranking as it forms) and, in training, zeroes every channel outside the top-k
-    of that ranking, with k drawn per batch from `keep_choices`. The head and the tail thus learn
-    to carry the image's content in the channels that the levels will keep, while the ranking
-    itself still comes from the attention weights. In eval mode it is the plain base model."""
-
-    def __init__(self, base: AecnnBase, keep_choices: list[int], momentum: float = 0.99):
-        super().__init__()
-        self.base = base
-        self.keep_choices = list(keep_choices)
-        self.momentum = momentum
-        self.register_buffer("running_importance", torch.full((base.channels,), 0.5))
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        base = self.base
-        z = base.backbone.head(x, base.split)
-        weights = base.attention.weights(z)
-        features = z * weights[:, :, None, None]
-        if self.training and self.keep_choices:
-            with torch.no_grad():
-                self.running_importance.lerp_(weights.mean(0), 1 - self.momentum)
-            k = self.keep_choices[int(torch.randint(len(self.keep_choices), (1,), generator=generator))]
-            mask = torch.zeros_like(self.running_importance)
-            mask[torch.argsort(self.running_importance, descending=True, stable=True)[:k]] = 1
-            features = features * mask[None, :, None, None]
-        return base.backbone.tail(features, base.split)
-
-
 class AecnnBase(nn.Module):
     """The backbone with channel attention at the split: shared by every level (stage 1)."""
 

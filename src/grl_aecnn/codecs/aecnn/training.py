@@ -1,8 +1,6 @@
 """Step-by-step AECNN training, each stage checkpointed and resumable.
 
-  1. Channel attention fine-tuned with the backbone (augmented images, cross-entropy); optionally
-     prune-aware (`attention_keep`): each batch keeps only the top-k channels of the running
-     attention ranking, so the head learns to put the content where the levels will keep it.
+  1. Channel attention fine-tuned with the backbone (augmented images, cross-entropy).
   2. Channel importance = attention weights averaged over the training set; the split features of
      the training set (and its mirror images) and the teacher's logits are cached once.
   3. Per level, feature recovery trained with the head frozen and the tail fixed: feature MSE +
@@ -23,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
-from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel, PruneAwareBase
+from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel
 from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, QuantizedLevelConfig, SgdStage,
-                                       cache_split_features, cached_top1, check_or_write_base_config, distill,
-                                       fit_entropy, make_sgd, split_loss, train_cached_stage)
+                                       cache_split_features, cached_top1, check_or_write_base_config, fit_entropy,
+                                       make_sgd, split_loss, train_cached_stage)
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import iterate_batches, load_dataset
 from grl_aecnn.entropy import fit_channel_range
@@ -37,7 +35,6 @@ from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, 
 from grl_aecnn.zoo import load_backbone, load_card
 
 BASE_WEIGHTS = "base.safetensors"
-DISTILL_TEMPERATURE = 4.0
 IMPORTANCE_FILE = "importance.json"
 
 
@@ -48,12 +45,6 @@ class AecnnBaseConfig(StrictModel):
     split: str = Field("layer2", description="stage boundary after which the device stops")
     reduction: PositiveInt = Field(4, description="channel attention MLP: C -> C/reduction -> C")
     attention: SgdStage = SgdStage(epochs=1, lr=0.01)
-    attention_distill: float = Field(0.0, ge=0, description="stage 1 adds this weight x KL to the uncompressed "
-                                                             "backbone's logits (T=4, x T^2), so pruning does not "
-                                                             "cost the full model its accuracy")
-    attention_keep: list[PositiveInt] = Field(
-        default_factory=list, description="stage 1 keeps, per batch, the top-k channels of the running attention "
-                                          "ranking, k drawn from this list (prune-aware); empty: all channels")
     cache_mirrored: bool = Field(False, description="also cache the features of horizontally mirrored training images")
     seed: int = 0
     train_limit: PositiveInt | None = None
@@ -83,30 +74,17 @@ def train_attention(cfg: AecnnBaseConfig, show_progress: bool = True) -> AecnnBa
     dataset = load_card(cfg.backbone)["dataset"]["name"]
     train_set = load_dataset(dataset, "train").take(cfg.train_limit)
     test_set = load_dataset(dataset, "test").take(cfg.test_limit)
-    if max(cfg.attention_keep, default=0) > base.channels:
-        raise CheckpointError(f"attention_keep {cfg.attention_keep} asks for more than the {base.channels} channels")
     torch.manual_seed(cfg.seed)
     stage = cfg.attention
-    trained = PruneAwareBase(base, cfg.attention_keep)
-    teacher = load_backbone(cfg.backbone).eval().requires_grad_(False)
     steps_per_epoch = math.ceil(len(train_set) / stage.batch_size)
     optimizer, scheduler = make_sgd(base.parameters(), stage, stage.epochs * steps_per_epoch)
-    loop = EpochLoop(out / "stage1", cfg.model_dump(mode="json"), trained, optimizer, scheduler, stage.epochs,
+    loop = EpochLoop(out / "stage1", cfg.model_dump(mode="json"), base, optimizer, scheduler, stage.epochs,
                      steps_per_epoch, cfg.seed, "stage 1: attention")
 
     def train_epoch(epoch, generator, on_step) -> float:
-        def loss_of(batch) -> tuple[torch.Tensor, int]:
-            x, y = batch
-            logits = trained(x, generator)  # the epoch's generator also draws the kept-channel counts
-            loss = F.cross_entropy(logits, y)
-            if cfg.attention_distill:
-                with torch.no_grad():
-                    target = teacher(x)
-                loss = loss + cfg.attention_distill * distill(logits, target, DISTILL_TEMPERATURE)
-            return loss, len(y)
-
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
-        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
+        return optimize_epoch(batches, lambda b: (F.cross_entropy(base(b[0]), b[1]), len(b[1])), optimizer,
+                              scheduler, on_step)
 
     loop.run(train_epoch, lambda: evaluate(base, test_set), resume=(out / "stage1" / STATE_FILE).exists(),
              show_progress=show_progress)
