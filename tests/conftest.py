@@ -82,3 +82,13 @@ def tiny_cifar(isolated_data) -> Path:
 
 def shared_cifar_available() -> bool:
     return (SHARED_DATA / "cifar10-jpeg" / "test.zip").exists()
+
+
+def symbols_like_traffic(codec, seed: int) -> np.ndarray:
+    """Symbols of a shipped codec's shape drawn from its entropy model (the marginal over contexts for
+    a context model), so golden tests code data that looks like real traffic; integer draws only."""
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(codec.entropy.rows().astype(np.int64).sum(axis=1), axis=1)
+    k, h, w = codec.symbol_shape
+    u = rng.integers(0, cdf[:, -1:], size=(k, h * w))
+    return np.stack([np.searchsorted(cdf[c], u[c], side="right") for c in range(k)]).reshape(k, h, w).astype(np.uint8)

@@ -5,7 +5,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,25 +12,15 @@ from grl_aecnn.codecs.aecnn import load_codecs
 from grl_aecnn.data import load_cifar10, to_tensor
 from grl_aecnn.entropy import encode_symbols
 from grl_aecnn.zoo import ZOO_DIR
-from tests.conftest import SHARED_DATA, shared_cifar_available
+from tests.conftest import SHARED_DATA, shared_cifar_available, symbols_like_traffic
 
 NAME = "aecnn-resnet20-cifar10"
 GOLDEN = Path(__file__).parent / "golden" / "aecnn_resnet20_cifar10.json"
 pytestmark = pytest.mark.skipif(not (ZOO_DIR / f"{NAME}.json").exists(), reason=f"{NAME} is not shipped yet")
 
 
-def golden_symbols(codec) -> np.ndarray:
-    """Symbols drawn from the level's own model, so they look like real traffic; integer draws only."""
-    rng = np.random.default_rng(1234 + codec.level)
-    freqs = codec.entropy.frequencies.astype(np.int64)
-    k, h, w = codec.symbol_shape
-    cdf = np.cumsum(freqs, axis=1)
-    u = rng.integers(0, cdf[:, -1:], size=(k, h * w))
-    return np.stack([np.searchsorted(cdf[c], u[c], side="right") for c in range(k)]).reshape(k, h, w).astype(np.uint8)
-
-
 def current_digests() -> dict[str, str]:
-    return {str(c.level): hashlib.sha256(encode_symbols(golden_symbols(c), c.entropy)).hexdigest()
+    return {str(c.level): hashlib.sha256(encode_symbols(symbols_like_traffic(c, 1234 + c.level), c.entropy)).hexdigest()
             for c in load_codecs(NAME)}
 
 

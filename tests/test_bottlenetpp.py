@@ -28,7 +28,7 @@ from grl_aecnn.errors import BitstreamError, CheckpointError, ConfigError
 from grl_aecnn.nets.training import train_backbone
 from grl_aecnn.store import load_tensors
 from grl_aecnn.zoo import ZOO_DIR
-from tests.conftest import make_images, write_imagefolder_zip
+from tests.conftest import make_images, symbols_like_traffic, write_imagefolder_zip
 from tests.test_training import tiny_config
 
 NAME = "bottlenetpp-resnet20-cifar10"
@@ -210,17 +210,8 @@ def test_cli_train_and_ship(tiny, tmp_path):
     assert "bottlenetpp codec" in levels.output, levels.output
 
 
-def golden_symbols(codec) -> np.ndarray:
-    """Symbols drawn from the rate's own model, so they look like real traffic; integer draws only."""
-    rng = np.random.default_rng(4321 + codec.level)
-    cdf = np.cumsum(codec.entropy.frequencies.astype(np.int64), axis=1)
-    k, h, w = codec.symbol_shape
-    u = rng.integers(0, cdf[:, -1:], size=(k, h * w))
-    return np.stack([np.searchsorted(cdf[c], u[c], side="right") for c in range(k)]).reshape(k, h, w).astype(np.uint8)
-
-
 def current_digests() -> dict[str, str]:
-    return {str(c.level): hashlib.sha256(encode_tensor_frame(golden_symbols(c), c.entropy, c.codec_id, c.level)).hexdigest()
+    return {str(c.level): hashlib.sha256(encode_tensor_frame(symbols_like_traffic(c, 4321 + c.level), c.entropy, c.codec_id, c.level)).hexdigest()
             for c in load_codecs(NAME, ZOO_DIR)}
 
 
