@@ -20,6 +20,10 @@ optimal for this separable structure). All subsets of up to `exact_max` tasks ar
 stand-alone resource footprint (the longest feasible prefix, then single additions). Leftover shares
 are spread proportionally (more bandwidth or compute never hurts), and equal shares are kept when
 they serve a heavier set.
+
+Speed: `solve_many` solves all ESs of a slot in one batch (the simulator's call), checks subsets of
+5 or more candidates heaviest first, and hands an ES with one task that the whole ES serves its
+equal (whole) share at once; each of these returns exactly what the plain algorithm returns.
 """
 
 from __future__ import annotations
