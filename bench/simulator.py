@@ -57,17 +57,24 @@ def measure(n: int, n_es: int, slots: int, seed: int, profile) -> dict[str, floa
             "wall_sim": sim_wall / slots, "wall_policy": act_wall / slots, "wall_end_to_end": all_wall / slots}
 
 
-def run_baseline(src: str, n: int, n_es: int, slots: int, seed: int) -> dict[str, float]:
+def load_profile(shipped: bool):
+    if shipped:
+        from grl_aecnn.profile.build import load_shipped_profile
+
+        return load_shipped_profile()
+    return synthetic_profile(seed=0, n_samples=2000)
+
+
+def run_baseline(src: str, n: int, n_es: int, slots: int, seed: int, shipped: bool = False) -> dict[str, float]:
     """`measure` on another checkout's code, in a subprocess (seconds per slot)."""
     import subprocess
     import sys
 
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from simulator import measure; "
-            "from grl_aecnn.profile import synthetic_profile; "
-            "print(json.dumps(measure(*map(int, sys.argv[2:6]), synthetic_profile(seed=0, n_samples=2000))))")
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from simulator import measure, load_profile; "
+            "print(json.dumps(measure(*map(int, sys.argv[2:6]), load_profile(sys.argv[6] == '1'))))")
     env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
     out = subprocess.run([sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), str(n), str(n_es),
-                          str(slots), str(seed)], env=env, check=True, capture_output=True, text=True, cwd="/")
+                          str(slots), str(seed), "1" if shipped else "0"], env=env, check=True, capture_output=True, text=True, cwd="/")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -98,10 +105,12 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="JSON of this benchmark on an older checkout, kept under 'baseline'")
     ap.add_argument("--baseline-src", default=None, help="src/ folder of an older checkout: each repeat also runs this "
                     "script on it (a subprocess, just before), so both see the same machine load")
+    ap.add_argument("--shipped-profile", action="store_true", help="the zoo's real option profile instead of the "
+                    "synthetic one (more options; greedy then sends most MDs to one ES)")
     ap.add_argument("--note", default=None, help="free text kept in the JSON (e.g. machine load)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    profile = synthetic_profile(seed=0, n_samples=2000)
+    profile = load_profile(args.shipped_profile)
     slots = args.slots if len(args.slots) == len(args.sizes) else [args.slots[0]] * len(args.sizes)
     rows = []
     gauge_before = numpy_call_us()
@@ -111,7 +120,7 @@ def main() -> None:
         runs, base_runs = [], []
         for r in range(args.repeats):
             if args.baseline_src:
-                base_runs.append(run_baseline(args.baseline_src, n, args.n_es, s, r))
+                base_runs.append(run_baseline(args.baseline_src, n, args.n_es, s, r, args.shipped_profile))
             runs.append(measure(n, args.n_es, s, r, profile))
         if base_runs:
             base_rows.append({"n_md": n, **{k: 1e3 * statistics.median(b[k] for b in base_runs) for k in base_runs[0]}})
@@ -129,7 +138,8 @@ def main() -> None:
     for row in rows:
         for key in ("cpu_sim", "cpu_end_to_end"):
             row[f"{key}_cost_vs_first"] = row[f"{key}_ms_per_slot"] / rows[0][f"{key}_ms_per_slot"]
-    out = {"policy": "greedy", "allocator": "optimal", "profile": "synthetic (8 options, 2,000 samples)",
+    out = {"policy": "greedy", "allocator": "optimal",
+           "profile": "shipped resnet20-cifar10" if args.shipped_profile else "synthetic (8 options, 2,000 samples)",
            "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "note": args.note,
            "numpy_call_us": {"before": gauge_before, "after": numpy_call_us()}, "rows": rows}
