@@ -101,6 +101,11 @@ def test_codec_compare_and_profile_commands(tiny_cifar, tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["profile", "show", str(stem) + ".json"])
     assert result.exit_code == 0 and "jpeg:q50" in result.output and "5 test samples" in result.output
+    summary_out = tmp_path / "from-profile.json"
+    result = runner.invoke(app, ["codec", "compare", "--profile", str(stem) + ".json", "--json", str(summary_out)])
+    assert result.exit_code == 0, result.output
+    from_profile = json.loads(summary_out.read_text())
+    assert from_profile["n"] == 5 and set(from_profile["curves"]) == {"jpeg", "png"}
     (stem.with_suffix(".npz")).write_bytes(b"garbage")
     result = runner.invoke(app, ["profile", "show", str(stem) + ".json"])
     assert result.exit_code != 0 and "SHA-256" in result.output

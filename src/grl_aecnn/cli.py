@@ -211,12 +211,17 @@ def codec_compare(
     limit: Optional[int] = typer.Option(None, min=1, help="A fixed subset of N test images (default: all)."),
     json_file: Path = typer.Option(Path("results/codec-compare-resnet20-cifar10.json"), "--json", help="Summary JSON; "
                                    "the PNGs go beside it (.png: accuracy vs bytes, .snr.png: DeepJSCC vs SNR)."),
+    profile: Optional[Path] = typer.Option(None, help="Summarize this option profile (e.g. the zoo's) instead of "
+                                           "measuring every codec again; --model and --limit then come from it."),
 ) -> None:
     """AECNN, BottleNet++, JPEG, PNG, raw and DeepJSCC on the same test images, with real bytes."""
-    from grl_aecnn.experiments.codec_eval import compare_codecs, plot_accuracy_vs_bytes, plot_accuracy_vs_snr
+    from grl_aecnn.experiments.codec_eval import (compare_codecs, plot_accuracy_vs_bytes, plot_accuracy_vs_snr,
+                                                  summarize_profile)
+    from grl_aecnn.profile import load_profile
 
     try:
-        result = compare_codecs(model, limit)
+        result = summarize_profile(load_profile(profile)) if profile else compare_codecs(model, limit)
+        model = result["model"]
     except GrlAecnnError as exc:
         raise _fail(exc) from exc
     result["package_version"] = grl_aecnn.__version__

@@ -15,7 +15,7 @@ from grl_aecnn.data import ImageSet, to_tensor
 from grl_aecnn.experiments.plots import pyplot, save_figure
 from grl_aecnn.nets import split_shape
 from grl_aecnn.nets.training import evaluate
-from grl_aecnn.profile import ProfileBuildConfig, build_profile
+from grl_aecnn.profile import OptionProfile, ProfileBuildConfig, build_profile
 from grl_aecnn.zoo import load_backbone
 
 
@@ -90,7 +90,12 @@ def compare_codecs(model: str, limit: int | None, codecs: tuple[str, ...] = COMP
     accuracy vs bytes per image for the digital codecs, accuracy vs SNR for the analog ones."""
     # Latencies are not compared here, so one timing per side is enough.
     cfg = ProfileBuildConfig(model=model, codecs=codecs, limit=limit, latency_samples=1)
-    profile = build_profile(cfg, show_progress=show_progress)
+    return summarize_profile(build_profile(cfg, show_progress=show_progress))
+
+
+def summarize_profile(profile: OptionProfile) -> dict:
+    """The comparison of compare_codecs from an option profile already measured (e.g. the shipped one)."""
+    model = profile.model
     image_values = int(np.prod(load_backbone(model).input_shape))
     top1 = profile.accuracy()
     curves: dict[str, list[dict]] = {}
@@ -107,7 +112,7 @@ def compare_codecs(model: str, limit: int | None, codecs: tuple[str, ...] = COMP
                         "top1": float(row[g].mean())} for g, snr in enumerate(profile.snr_grid_db)]
     return {"model": model, "n": profile.n_samples, "dataset_checksum": profile.dataset_checksum,
             "top1_uncompressed": float(top1[profile.local_index]), "curves": curves, "deepjscc": analog,
-            "missing_codecs": profile.provenance["missing_codecs"]}
+            "missing_codecs": profile.provenance.get("missing_codecs", [])}
 
 
 def plot_accuracy_vs_snr(rows: list[dict], reference_top1: float, path: Path, title: str) -> Path:
