@@ -115,7 +115,7 @@ def test_demo_and_evaluate_commands(tmp_path):
     result = runner.invoke(app, ["demo", "--slots", "3", "--output", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "demo" / "table.csv").read_text().splitlines()
-    assert len(rows) == 1 + 8 and any(r.split(",")[1] == "grl" for r in rows[1:])
+    assert len(rows) == 1 + 9 and any(r.split(",")[1] == "greedy-aecnn" for r in rows[1:])
     assert (tmp_path / "demo" / "avg_accuracy.png").stat().st_size > 0
     config = tmp_path / "exp.yaml"
     config.write_text(f"name: cli\nfactor: n_md\nvalues: [2, 4]\npolicies: [local, greedy]\nslots: 3\nseeds: [0]\n"

@@ -113,10 +113,19 @@ def test_option_filter_restricts_actions_and_fails_typed():
 def test_registry_policies_follow_the_protocol():
     assert {"grl", "grl-bottlenetpp", "grl-deepjscc", "droo", "exhaustive", "oracle", "full-offload", "greedy",
             "local", "random"} <= set(DESCRIPTIONS)
-    for name in ("exhaustive", "oracle", "full-offload", "greedy", "local", "random"):
+    for name in ("exhaustive", "oracle", "full-offload", "greedy", "greedy-aecnn", "local", "random"):
         assert isinstance(make_policy(name), Policy)
     with pytest.raises(MecError, match="unknown policy"):
         make_policy("nope")
+
+
+def test_greedy_aecnn_only_chooses_local_or_aecnn_levels():
+    sim = MecSimulator(Scenario(n_md=6, n_es=2), FEW, seed=3)
+    obs = sim.observe()
+    actions = make_policy("greedy-aecnn").act(obs)
+    k = len(obs.offload_options)
+    chosen = {obs.option_names[obs.offload_options[(a - 1) % k]] for a in actions if a > 0}
+    assert chosen and all(name.startswith("aecnn:") for name in chosen)
 
 
 TINY = dict(hidden=16, critic_hidden=8, k_max=4, k_update_every=4, memory_size=64, batch_size=8, train_every=2,

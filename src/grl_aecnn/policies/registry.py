@@ -18,7 +18,8 @@ DESCRIPTIONS = {
     "exhaustive": "exhaustive search over joint decisions on the estimated state (small N)",
     "oracle": "exhaustive search on the TRUE state (needs MecSimulator.observe(perfect=True))",
     "full-offload": "every MD offloads its input image with the best input codec (raw/PNG/JPEG)",
-    "greedy": "each MD picks its best action as if alone",
+    "greedy": "each MD picks its best action as if alone (any option, image codecs included)",
+    "greedy-aecnn": "greedy restricted to GRL-AECNN's actions (local and the AECNN levels): the like-for-like heuristic",
     "local": "everything on the device",
     "random": "uniformly random actions",
 }
@@ -58,6 +59,7 @@ def _build(name: str):
         "oracle": search.PerfectInformationOracle,
         "full-offload": heuristics.FullOffloadPolicy,
         "greedy": heuristics.GreedyPolicy,
+        "greedy-aecnn": lambda: heuristics.GreedyPolicy(options=("aecnn:",)),
         "local": heuristics.LocalPolicy,
         "random": heuristics.RandomPolicy,
     }
