@@ -139,12 +139,8 @@ class Allocation:
 
 
 def equal_shares(t: EsTasks, r: EsResources) -> Allocation:
-    n = len(t)
-    beta = np.full(n, 1.0 / max(n, 1))
-    phi = beta.copy()
-    power = power_rule(beta, dof_needed(t, r), t, r)
-    ok, *_ = evaluate(beta, phi, power, t, r)
-    return Allocation(beta, phi, power, ok)
+    """Every task of one ES gets beta = phi = 1 / (number of tasks): the baseline allocation."""
+    return equal_shares_many(t, np.zeros(len(t), np.int64), r)
 
 
 @lru_cache(maxsize=16)
