@@ -32,6 +32,7 @@ from grl_aecnn.data import ImageSet
 from grl_aecnn.runtime.config import AuthConfig, DeviceConfig, EdgeServerConfig
 from grl_aecnn.runtime.device import Device
 from grl_aecnn.runtime.edf import EdfQueue, Job
+from grl_aecnn.runtime.load import encode_frames, run_load
 from grl_aecnn.runtime.server import EdgeServer, load_served_codecs
 from grl_aecnn.runtime.shaping import NetnsLinks, TokenBucket, probe_tc, shaped_chunks
 from grl_aecnn.zoo import ZOO_DIR, load_backbone
@@ -235,6 +236,18 @@ def test_load_metrics_and_openapi(edge):
     for application in (edge.server.app(), device.app()):
         served = {(r.method.lower(), r.resource.canonical) for r in application.router.routes() if r.method != "HEAD"}
         assert served <= documented
+
+
+@needs_aecnn
+def test_load_of_500_requests_from_5_clients_gets_an_answer_for_each_and_no_error(edge, codecs):
+    """The pytest-sized load test (bench/runtime_load.py is the full one): every request is answered
+    "ok" or, when its deadline cannot be met, "late"; nothing else."""
+    frames = encode_frames(list(codecs.values()), _test_images(4))
+    result = asyncio.run(run_load(edge.url, frames, "bearer", SECRET, n_requests=500, clients=5, deadline_ms=100.0,
+                                  max_s=120.0))
+    assert result["sent"] == 500 and sum(result["counts"].values()) == 500 and not result["stopped_by_time_limit"]
+    assert result["unexpected"] == {} and result["counts"]["ok"] > 0, result["counts"]
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= result["latency_ms"]["max"]
 
 
 def test_option_names_map_back_to_codec_levels(codecs):

@@ -88,6 +88,12 @@ class Processes:
         self.children.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env), ready))
         log.close()
 
+    def start_with_config(self, name: str, command: list[str], cfg, prefix: list[str]) -> None:
+        """Write `cfg` (a pydantic config) to <run_dir>/<name>.yaml and start `command --config` it."""
+        path = self.run_dir / f"{name}.yaml"
+        atomic_write_bytes(path, dump_config(cfg).encode())
+        self.start(name, [*command, "--config", str(path)], prefix)
+
     def wait_ready(self, timeout_s: float) -> dict[str, dict]:
         end = time.monotonic() + timeout_s
         ready: dict[str, dict] = {}
@@ -270,16 +276,13 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
             server_cfg = cfg.server.model_copy(update={
                 "name": f"es{m}", "host": server_host, "port": 0, "model": cfg.model, "codecs": cfg.codecs,
                 "capacity_flops": scenario.edge.capacity_flops, "auth": cfg.auth})
-            atomic_write_bytes(run_dir / f"es{m}.yaml", dump_config(server_cfg).encode())
-            procs.start(f"es{m}", ["serve", "edge", "--config", str(run_dir / f"es{m}.yaml")], [])
+            procs.start_with_config(f"es{m}", ["serve", "edge"], server_cfg, [])
         for i in range(scenario.n_md):
             device_cfg = cfg.device.model_copy(update={
                 "name": f"md{i}", "host": links.device_ip(i) if links else cfg.device.host, "port": 0,
                 "model": cfg.model, "codecs": cfg.codecs, "dataset": dataset, "images": cfg.images,
                 "auth": cfg.auth})
-            atomic_write_bytes(run_dir / f"md{i}.yaml", dump_config(device_cfg).encode())
-            procs.start(f"md{i}", ["device", "--config", str(run_dir / f"md{i}.yaml")],
-                        links.prefix(i) if links else [])
+            procs.start_with_config(f"md{i}", ["device"], device_cfg, links.prefix(i) if links else [])
         ready = procs.wait_ready(cfg.startup_timeout_s)
         mismatched = [n for n, r in ready.items()
                       if r["role"] == "device" and r["dataset_checksum"] != f"sha256:{profile.dataset_checksum}"]
