@@ -15,7 +15,7 @@ from grl_aecnn.profile import OptionProfile
 CLIP = 10.0
 
 
-def _snr_db10(obs: Observation) -> np.ndarray:
+def estimated_snr_db10(obs: Observation) -> np.ndarray:
     """Estimated SNR at P_max over the ES's whole band, dB / 10 (N, M)."""
     snr = obs.p_max_w * obs.gain_est / (obs.n0_w_hz * obs.es_bandwidth_hz)
     return 10 * np.log10(np.maximum(snr, 1e-30)) / 10.0
@@ -32,7 +32,7 @@ def es_features(obs: Observation) -> np.ndarray:
 
 
 def flat_observation(obs: Observation) -> np.ndarray:
-    v = np.concatenate([md_features(obs).ravel(), _snr_db10(obs).ravel(), es_features(obs)[:, 0]])
+    v = np.concatenate([md_features(obs).ravel(), estimated_snr_db10(obs).ravel(), es_features(obs)[:, 0]])
     return np.clip(v, -CLIP, CLIP).astype(np.float32)
 
 
@@ -48,7 +48,7 @@ def observation_graph(obs: Observation):
     src = np.repeat(np.arange(n), m)
     dst = n + np.tile(np.arange(m), n)
     dist = np.linalg.norm(obs.md_xy[:, None] - obs.es_xy[None], axis=-1).ravel() / 1e3
-    attr = np.stack([_snr_db10(obs).ravel(), dist], axis=1)
+    attr = np.stack([estimated_snr_db10(obs).ravel(), dist], axis=1)
     edge_index = np.concatenate([np.stack([src, dst]), np.stack([dst, src])], axis=1)
     return Data(x=torch.tensor(x, dtype=torch.float32), edge_index=torch.tensor(edge_index, dtype=torch.long),
                 edge_attr=torch.tensor(np.concatenate([attr, attr]), dtype=torch.float32), n_md=n, n_es=m)

@@ -22,8 +22,10 @@ Read top to bottom:
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Literal, Optional
 
@@ -36,14 +38,14 @@ from torch_geometric.nn import GCNConv
 
 from grl_aecnn.config import StrictModel
 from grl_aecnn.errors import CheckpointError
-from grl_aecnn.mec.env import observation_graph
+from grl_aecnn.mec.env import es_features, estimated_snr_db10, md_features
 from grl_aecnn.mec.scenario import Scenario
 from grl_aecnn.mec.simulator import MecError, MecSimulator, Observation
 from grl_aecnn.policies.planner import ACTION_FEATURES, Plan, allowed_options
 from grl_aecnn.profile import OptionProfile
 from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, save_tensors, sha256_file
 
-NODE_FEATURES, EDGE_FEATURES = 6, 2  # of `mec.env.observation_graph`
+NODE_FEATURES, EDGE_FEATURES = 6, 2  # as `mec.env.observation_graph`
 
 
 # ---- 1. config -------------------------------------------------------------------------------------
@@ -77,26 +79,49 @@ class AgentConfig(StrictModel):
 
 
 # ---- 2. the graph of a slot ------------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _graph_index(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For N MDs and M ESs: pair_index (2, N M), MD-major, and the CSR structure (crow, col) of A + I
+    of the complete bipartite MD-ES graph with self-loops: MD row i holds [i, N..N+M-1], ES row j
+    holds [0..N-1, N+j] (computed once per shape; never written to)."""
+    md, es = torch.arange(n), n + torch.arange(m)
+    pair_index = torch.stack([md.repeat_interleave(m), es.repeat(n)])
+    crow = torch.cat([torch.arange(n + 1) * (m + 1), n * (m + 1) + torch.arange(1, m + 1) * (n + 1)])
+    col = torch.cat([torch.cat([md[:, None], es.expand(n, m)], 1).reshape(-1),
+                     torch.cat([md.expand(m, n), es[:, None]], 1).reshape(-1)])
+    return pair_index, crow, col
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, value: torch.Tensor, size: int) -> torch.Tensor:
+    with warnings.catch_warnings():  # PyTorch flags sparse CSR as beta; GCNConv's spmm is its documented use
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, value, (size, size))
+
+
 def slot_graph(obs: Observation, plan: Plan) -> Data:
-    """`observation_graph` (MD and ES nodes, MD<->ES edges with [estimated SNR, distance]) plus, per
-    MD, the planner's features of each action (act_feat (N, A, F)), the allowed actions (mask) and,
-    per MD-ES pair in MD-major order, its node indices (pair_index) and edge features (pair_attr)."""
-    g = observation_graph(obs)
+    """The MEC graph of a slot (nodes 0..N-1 MDs, N..N+M-1 ESs, x as `mec.env.observation_graph`)
+    with, per MD-ES pair in MD-major order, its node indices (pair_index) and edge features
+    (pair_attr: estimated SNR dB/10, distance km), the GCN's normalised adjacency (adj, sparse CSR),
+    and per MD the planner's features of each action (act_feat (N, A, F)), the allowed actions (mask)
+    and has_task."""
     n, m = obs.n_md, obs.n_es
-    g.pair_index = torch.stack([torch.arange(n).repeat_interleave(m), n + torch.arange(m).repeat(n)])
-    g.pair_attr = g.edge_attr[: n * m]
-    g.act_feat = torch.from_numpy(plan.features)
-    g.mask = torch.from_numpy(plan.mask)
-    g.has_task = torch.from_numpy(obs.has_task)
+    x = np.zeros((n + m, NODE_FEATURES), np.float32)
+    x[:n, :4], x[:n, 4] = md_features(obs), 1.0
+    x[n:, :4], x[n:, 5] = es_features(obs), 1.0
+    dist = np.linalg.norm(obs.md_xy[:, None] - obs.es_xy[None], axis=-1).ravel() / 1e3
+    pair_attr = torch.from_numpy(np.stack([estimated_snr_db10(obs).ravel(), dist], axis=1).astype(np.float32))
+    pair_index, crow, col = _graph_index(n, m)
     # GCN normalisation D^-1/2 (A + I) D^-1/2 once per slot, in closed form for the complete bipartite
     # graph (PyG's gcn_norm per layer costs more than the layer). Edges weigh by link quality (sigmoid
     # of the estimated SNR in dB/10), so an ES hears mostly the MDs it can actually serve.
-    w = torch.sigmoid(g.pair_attr[:, 0]).view(n, m)
+    w = torch.sigmoid(pair_attr[:, 0]).view(n, m)
     deg_md, deg_es = 1 + w.sum(1), 1 + w.sum(0)
-    norm = (w / torch.sqrt(deg_md[:, None] * deg_es[None, :])).reshape(-1)
-    g.gcn_edge_index = torch.cat([g.edge_index, torch.arange(n + m).repeat(2, 1)], dim=1)
-    g.gcn_weight = torch.cat([norm, norm, 1 / deg_md, 1 / deg_es])
-    return g
+    norm = w / torch.sqrt(deg_md[:, None] * deg_es[None, :])
+    value = torch.cat([torch.cat([(1 / deg_md)[:, None], norm], 1).reshape(-1),
+                       torch.cat([norm.T, (1 / deg_es)[:, None]], 1).reshape(-1)])
+    return Data(x=torch.from_numpy(x), adj=_csr(crow, col, value, n + m), pair_index=pair_index, pair_attr=pair_attr,
+                act_feat=torch.from_numpy(plan.features), mask=torch.from_numpy(plan.mask),
+                has_task=torch.from_numpy(obs.has_task))
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -116,7 +141,7 @@ class GraphEncoder(nn.Module):
     def forward(self, g: Data) -> torch.Tensor:
         h = torch.relu(self.inp(g.x))
         for conv in self.convs:
-            h = h + torch.relu(conv(h, g.gcn_edge_index, g.gcn_weight))
+            h = h + torch.relu(conv(h, g.adj))
         return h
 
 
@@ -169,11 +194,15 @@ class GraphActor(nn.Module):
         """One disjoint graph of the fields the networks read (PyG's generic Batch is ~10x slower)."""
         if len(items) == 1:
             return items[0]
-        offset = torch.tensor([0] + [g.num_nodes for g in items[:-1]]).cumsum(0)
+        nodes = torch.tensor([0] + [g.x.shape[0] for g in items]).cumsum(0)
+        nnz = torch.tensor([0] + [g.adj.values().shape[0] for g in items]).cumsum(0)
         cat = lambda key: torch.cat([getattr(g, key) for g in items])  # noqa: E731
-        shift = lambda key: torch.cat([getattr(g, key) + o for g, o in zip(items, offset)], dim=1)  # noqa: E731
-        return Data(x=cat("x"), gcn_edge_index=shift("gcn_edge_index"), gcn_weight=cat("gcn_weight"),
-                    pair_index=shift("pair_index"), pair_attr=cat("pair_attr"), act_feat=cat("act_feat"),
+        # block-diagonal adjacency: the graphs' CSR rows one after another, columns shifted
+        crow = torch.cat([nnz[:1]] + [g.adj.crow_indices()[1:] + nnz[i] for i, g in enumerate(items)])
+        col = torch.cat([g.adj.col_indices() + nodes[i] for i, g in enumerate(items)])
+        adj = _csr(crow, col, torch.cat([g.adj.values() for g in items]), int(nodes[-1]))
+        pair_index = torch.cat([g.pair_index + nodes[i] for i, g in enumerate(items)], dim=1)
+        return Data(x=cat("x"), adj=adj, pair_index=pair_index, pair_attr=cat("pair_attr"), act_feat=cat("act_feat"),
                     mask=cat("mask"), has_task=cat("has_task"))
 
 

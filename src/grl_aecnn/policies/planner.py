@@ -26,10 +26,11 @@ applies the exact solver with the sample's real payload and judges the outcome o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from grl_aecnn.mec.allocation import EsResources, EsTasks, dof_needed, min_upload_time, power_rule
+from grl_aecnn.mec.allocation import EsResources, EsTasks, dof_needed, power_rule
 from grl_aecnn.mec.simulator import MecError, Observation, snr_accuracy_lookup
 
 BETA_GRID = np.geomspace(1e-4, 1.0, 32)
@@ -74,8 +75,8 @@ class Plan:
         ok_loc = (t_loc <= obs.deadline_s) & (obs.option_device_flops[loc] * obs.md_j_per_flop <= obs.energy_budget_j)
         self.local_value = np.where(obs.has_task, np.where(ok_loc, obs.option_accuracy[loc], -psi), 0.0)
         # rows (i, m, q) flattened md-major, matching the action order
-        ii, mm, qq = (x.ravel() for x in np.meshgrid(np.arange(n), np.arange(m), np.arange(ka), indexing="ij"))
-        o = opts[qq]
+        ii, mm, pair = _row_index(n, m, ka)
+        o = np.tile(opts, n * m)
         sym = obs.option_kind[o] == "symbols"
         t_dev = obs.option_device_flops[o] / obs.md_flops[ii]
         e_dev = obs.option_device_flops[o] * obs.md_j_per_flop[ii]
@@ -83,20 +84,33 @@ class Plan:
                     obs.deadline_s[ii] - t_dev, obs.energy_budget_j[ii] - e_dev, obs.gain_est[ii, mm], np.ones(len(o)))
         # min_upload_time and dof_needed use only the radio fields; compute enters through flops below
         res = EsResources(obs.es_bandwidth_hz, 1.0, obs.p_max_w, obs.n0_w_hz)
-        u = dof_needed(t, res)
-        h = min_upload_time(np.broadcast_to(BETA_GRID, (len(o), len(BETA_GRID))), u, t, res)
-        room = t.slack_s[:, None] - h
-        flops = obs.es_capacity_flops * obs.avail_est[mm]
+        # only rows that can still make it (a task, slack and energy left) get the curves: the others
+        # are infeasible whatever the share
+        live = np.flatnonzero(obs.has_task[ii] & (t.slack_s > 0) & (t.energy_left_j > 0))
+        tl = t.subset(live)
+        u = np.where(sym, t.payload, np.inf)  # analog options: the symbol count (dof_needed's rule)
+        u[live] = dof_needed(tl, res)
+        h = _min_upload_time_grid(obs, tl, u[live], pair[live])
+        flops = obs.es_capacity_flops * obs.avail_est[mm[live]]
         with np.errstate(divide="ignore", invalid="ignore"):
-            phi = np.where(room > 0, t.server_flops[:, None] / (flops[:, None] * room), np.inf)
-        phi[~((t.energy_left_j > 0) & np.isfinite(u) & obs.has_task[ii])] = np.inf
+            room = tl.slack_s[:, None] - h
+            phi = np.where(room > 0, tl.server_flops[:, None] / (flops[:, None] * room), np.inf)
+        phi[~np.isfinite(u[live])] = np.inf
         phi[phi > 1.0] = np.inf
-        alone = np.isfinite(phi).any(axis=1)
-        best = _argmin_priced(phi)  # (R, L)
-        self.beta = np.where(alone[:, None], BETA_GRID[best], np.inf)
-        self.phi = np.where(alone[:, None], np.take_along_axis(phi, best, axis=1), np.inf)
+        fits = np.isfinite(phi).any(axis=1)
+        alone = np.zeros(len(o), bool)
+        alone[live[fits]] = True
         self.alone = alone
-        footprint = np.where(alone, np.min(phi + BETA_GRID, axis=1), np.inf)
+        # phi on the grid per row that fits alone; its priced (beta, phi) pairs are computed on demand
+        # (`_priced`) for the rows that candidates use, a few dozen of hundreds
+        self._grid_row = np.full(len(o), -1)
+        self._grid_row[live[fits]] = np.arange(int(fits.sum()))
+        self._phi_grid = phi[fits]
+        self._beta = np.full((len(o), len(LAMBDA_GRID)), np.inf)
+        self._phi = np.full((len(o), len(LAMBDA_GRID)), np.inf)
+        self._priced_done = ~alone
+        footprint = np.full(len(o), np.inf)
+        footprint[alone] = np.min(self._phi_grid + BETA_GRID, axis=1)
         # expected accuracy; symbols: at an equal share of the band among n tasks on the ES (n = 1..N)
         acc = np.repeat(obs.option_accuracy[o][:, None], n, axis=1)
         if sym.any():
@@ -135,6 +149,16 @@ class Plan:
         self.mask = np.ones((n, self.n_actions), bool)
         self.mask[~obs.has_task, 1:] = False  # without a task the choice does not matter: keep it local
 
+    def _priced(self, rows: np.ndarray) -> None:
+        """Fill the (beta, phi) pairs per bandwidth price of `rows` (those not done yet)."""
+        todo = np.unique(rows[~self._priced_done[rows]])
+        if len(todo):
+            phi = self._phi_grid[self._grid_row[todo]]
+            best = _argmin_priced(phi)
+            self._beta[todo] = BETA_GRID[best]
+            self._phi[todo] = np.take_along_axis(phi, best, axis=1)
+            self._priced_done[todo] = True
+
     def evaluate(self, actions: np.ndarray) -> Evaluation:
         """Score agent actions of shape (C, N)."""
         a = np.asarray(actions, np.int64)
@@ -145,22 +169,29 @@ class Plan:
         row = np.arange(n)[None, :] * (m * self.k) + np.maximum(a - 1, 0)  # (C, N)
         es = np.where(off, (a - 1) // self.k, -1)
         alone = off & self.alone[row]
-        prio = np.where(alone, self.priority[row], -np.inf)
-        order = np.argsort(-prio, axis=1, kind="stable")
+        self._priced(row[alone])
+        # admission per ES in priority order: sort by (ES, -priority), the tasks that cannot be served
+        # alone last; then running sums restart at each ES's first task
+        group = np.where(alone, es, m)
+        order = np.lexsort((-np.where(alone, self.priority[row], -np.inf), group), axis=1)
         take = lambda x: np.take_along_axis(x, order, axis=1)  # noqa: E731
-        s_row, s_alone, s_es = take(row), take(alone), take(es)
-        onehot = s_alone[:, :, None] & (s_es[:, :, None] == np.arange(m))  # (C, N, M)
-        b = np.where(s_alone[..., None], self.beta[s_row], 0.0)  # (C, N, L)
-        p = np.where(s_alone[..., None], self.phi[s_row], 0.0)
-        sb = np.cumsum(b[:, :, None, :] * onehot[..., None], axis=1)  # (C, N, M, L)
-        sp = np.cumsum(p[:, :, None, :] * onehot[..., None], axis=1)
-        worst = np.min(np.maximum(sb, sp), axis=3)  # (C, N, M): <= 1 iff the prefix fits
-        fits = np.take_along_axis(worst, np.maximum(s_es, 0)[:, :, None], axis=2)[..., 0] <= 1.0
-        s_served = s_alone & fits
+        s_row, s_alone, s_group = take(row), take(alone), take(group)
+        b = np.where(s_alone[..., None], self._beta[s_row], 0.0)  # (C, N, L)
+        p = np.where(s_alone[..., None], self._phi[s_row], 0.0)
+        first = np.ones((c, n), bool)
+        first[:, 1:] = s_group[:, 1:] != s_group[:, :-1]
+        start = np.maximum.accumulate(np.where(first, np.arange(n), 0), axis=1)  # first position of the group
+        sb, sp = np.cumsum(b, axis=1), np.cumsum(p, axis=1)
+        before = (start - 1)[..., None].clip(0)
+        sb = sb - np.where(start[..., None] > 0, np.take_along_axis(sb, before, axis=1), 0.0)
+        sp = sp - np.where(start[..., None] > 0, np.take_along_axis(sp, before, axis=1), 0.0)
+        worst = np.min(np.maximum(sb, sp), axis=2)  # (C, N): <= 1 iff the group's prefix fits
+        s_served = s_alone & (worst <= 1.0)
         served = np.zeros_like(s_served)
         np.put_along_axis(served, order, s_served, axis=1)
         # the load of each ES after admission: the last served prefix's worst sum
-        last = np.where(s_served[:, :, None] & onehot, worst, 0.0).max(axis=1)  # (C, M)
+        onehot = s_group[:, :, None] == np.arange(m)
+        last = np.where(s_served[:, :, None] & onehot, worst[:, :, None], 0.0).max(axis=1)  # (C, M)
         load = np.where(off, np.take_along_axis(last, np.maximum(es, 0), axis=1), 0.0)
         count = (off[:, :, None] & (es[:, :, None] == np.arange(m))).sum(axis=1)  # (C, M) tasks per ES
         n_on = np.take_along_axis(count, np.maximum(es, 0), axis=1)
@@ -187,6 +218,30 @@ def _argmin_priced(phi: np.ndarray) -> np.ndarray:
                        minlength=rows * (n_lambda + 1)).reshape(rows, n_lambda + 1)
     above = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # above[:, l] = #segments with bin >= l
     return np.minimum(above[:, 1:], segs)
+
+
+@lru_cache(maxsize=64)
+def _row_index(n: int, m: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(MD, ES, MD-ES pair) of each (i, m, q) row, md-major (read-only, computed once per shape)."""
+    md = np.repeat(np.arange(n), m * k)
+    es = np.tile(np.repeat(np.arange(m), k), n)
+    out = (md, es, md * m + es)
+    for x in out:
+        x.setflags(write=False)
+    return out
+
+
+def _min_upload_time_grid(obs: Observation, t: EsTasks, u: np.ndarray, pair: np.ndarray) -> np.ndarray:
+    """`allocation.min_upload_time` on BETA_GRID for every row, max(payload / rate_P(beta), u / (beta B)):
+    the full-power rate depends on the MD-ES pair only, so it is computed once per pair, not per option."""
+    w = BETA_GRID * obs.es_bandwidth_hz
+    a = obs.p_max_w * obs.gain_est.reshape(-1) / obs.n0_w_hz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_p = w * np.log2(1.0 + a[:, None] / w)  # (N M, G)
+        t_p = np.where(rate_p[pair] > 0, t.payload[:, None] / rate_p[pair], np.inf)
+        t_e = u[:, None] / w
+    t_p = np.where(t.symbols[:, None], 0.0, t_p)
+    return np.maximum(t_p, t_e)
 
 
 def _columns(t: EsTasks) -> EsTasks:
