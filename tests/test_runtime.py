@@ -431,3 +431,36 @@ def test_tc_link_shapes_a_real_tcp_upload():
         links.teardown()
     assert sum(got) == 40000
     assert elapsed >= (40000 - 1600) * 8 / 400e3 * 0.9
+
+
+@needs_aecnn
+def test_killing_one_of_three_servers_mid_run_loses_no_task_and_traffic_moves_to_the_others(tmp_path, monkeypatch):
+    """es0 is SIGKILLed once slot 1's orders are out (the random policy, seed 0, sends all three
+    of that slot's tasks to it). Those tasks fall back to local inference on the devices; from slot
+    2 on the controller sees es0 down (its load update is refused) and routes its tasks to the live
+    servers. Every task ends with a recorded status."""
+    _test_images(1)
+    if "GRL_AECNN_DATA" not in os.environ:
+        monkeypatch.setenv("GRL_AECNN_DATA", str(SHARED_DATA))
+    scenario = tmp_path / "three.yaml"
+    scenario.write_text("name: three\nn_md: 3\nn_es: 3\nslot_s: 0.1\nlayout: {area_m: 100.0}\n")
+    config = tmp_path / "testbed.yaml"
+    config.write_text("images: 8\nshaping: token_bucket\nstartup_timeout_s: 240\nkill: {es: 0, slot: 1}\n")
+    out = tmp_path / "fault.json"
+    result = CliRunner().invoke(app, ["testbed", "--scenario", str(scenario), "--policy", "random", "--slots", "6",
+                                      "--config", str(config), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    series, fault = summary["per_slot"], summary["fault"]
+    assert summary["tasks"] == 18 and sum(summary["status_counts"].values()) == 18  # none lost
+    assert set(summary["status_counts"]) <= {"ok", "late", "fallback_local", "not_admitted", "timeout"}
+    assert series["servers_down"] == [[], [], [0], [0], [0], [0]] and fault["detected_at_slot"] == 2
+    events = np.genfromtxt(out.with_suffix(".events.csv"), delimiter=",", names=True, dtype=None, encoding=None)
+    assert not np.any((events["slot"] >= 2) & (events["es"] == 0))  # nothing is sent to the dead server
+    sim_events = np.genfromtxt(tmp_path / "fault.sim.events.csv", delimiter=",", names=True, dtype=None,
+                               encoding=None)
+    meant_for_es0 = (sim_events["es"] == 0) & (sim_events["slot"] >= 2)
+    assert sum(series["rerouted"]) == meant_for_es0.sum() > 0  # the policy's own choices, moved
+    # The kill slot's admitted tasks for es0 were in flight: each got a local label instead of vanishing.
+    hit = (events["slot"] == 1) & (events["es"] == 0) & (events["bw_share"] > 0)
+    assert series["fallback_local"][1] == hit.sum() == summary["status_counts"]["fallback_local"] > 0

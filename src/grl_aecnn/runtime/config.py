@@ -64,6 +64,15 @@ class DeviceConfig(StrictModel):
     auth: AuthConfig = AuthConfig()
 
 
+class ServerKill(StrictModel):
+    """Fault injection: edge server `es` is killed (SIGKILL) right after the orders of slot `slot`
+    went out, so that slot's tasks for it are in flight. Nobody tells the devices or the
+    controller: they find out from refused connections (docs/runtime.md, Faults)."""
+
+    es: int = Field(ge=0)
+    slot: int = Field(ge=0)
+
+
 class TestbedConfig(StrictModel):
     __test__ = False  # not a pytest class
 
@@ -77,3 +86,4 @@ class TestbedConfig(StrictModel):
     server: EdgeServerConfig = EdgeServerConfig()
     device: DeviceConfig = DeviceConfig()
     auth: AuthConfig = AuthConfig()  # the testbed draws a fresh secret per run and hands it over in token_env
+    kill: ServerKill | None = None  # fault test: kill one server mid-run

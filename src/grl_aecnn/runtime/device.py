@@ -83,6 +83,8 @@ class Device:
         if order.mode == "local":
             return {**result, "status": "ok", "label": out, "latency_ms": 1e3 * (computed - order.start_unix)}
         answer = await self._offload(order, out)
+        if answer["status"] == "unreachable":
+            return await self._fall_back(order, result, answer["reason"])
         done = time.time()
         result.update(payload_bytes=len(out), latency_ms=1e3 * (done - order.start_unix), status=answer["status"],
                       label=answer.get("label"), server=answer)
@@ -90,6 +92,13 @@ class Device:
             result.update(t_upload_ms=1e3 * (answer["received_unix"] - computed),
                           t_server_ms=1e3 * (done - answer["received_unix"]))
         return result
+
+    async def _fall_back(self, order: TaskOrder, result: dict, reason: str) -> dict:
+        """The server could not be reached (refused or dropped connection: it is down): the task
+        runs locally after all, so it still gets a label, late or not."""
+        local = await self.run(order.model_copy(update={"mode": "local"}))
+        return {**local, "status": "fallback_local", "device_flops": result["device_flops"] + local["device_flops"],
+                "fallback": {"server_url": order.server_url, "reason": reason}}
 
     async def _offload(self, order: TaskOrder, data: bytes) -> dict:
         path = "/v1/infer"
@@ -107,8 +116,12 @@ class Device:
                 if response.status != 200:
                     return {"status": f"http_{response.status}", **answer}
                 return answer
-        except (asyncio.TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as exc:
-            return {"status": "timeout" if isinstance(exc, asyncio.TimeoutError) else "error", "reason": repr(exc)}
+        except asyncio.TimeoutError as exc:  # first: aiohttp's timeout errors are connection errors too
+            return {"status": "timeout", "reason": repr(exc)}
+        except aiohttp.ClientConnectionError as exc:  # refused, reset or dropped: the server is gone
+            return {"status": "unreachable", "reason": repr(exc)}
+        except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+            return {"status": "error", "reason": repr(exc)}
 
     # ---- HTTP ----------------------------------------------------------------------------------
     async def task(self, request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +27,7 @@ from grl_aecnn.errors import GrlAecnnError
 from grl_aecnn.experiments.simulate import run_simulation, write_outputs
 from grl_aecnn.mec.channel import shannon_rate
 from grl_aecnn.mec.scenario import Scenario
-from grl_aecnn.mec.simulator import MecSimulator
+from grl_aecnn.mec.simulator import MecSimulator, Observation
 from grl_aecnn.policies import make_policy
 from grl_aecnn.profile import ProfileBuildConfig, build_profile, save_profile
 from grl_aecnn.profile.build import LEVEL_PREFIX, UNLEVELLED
@@ -42,6 +43,8 @@ COMPARED = (("avg accuracy", ("avg_accuracy",)), ("reliability", ("reliability",
             ("latency p95 ms", ("latency_ms", "p95")), ("offload fraction", ("offload_fraction",)),
             *((f"{part} p50 ms", ("latency_breakdown_ms", part, "p50")) for part in ("device", "upload", "server")))
 _CLI = "from grl_aecnn.cli import app; app()"
+# Device statuses of tasks that got a label: from the chosen server, or locally when it was unreachable.
+ANSWERED = ("ok", "fallback_local")
 
 
 class TestbedError(GrlAecnnError):
@@ -112,6 +115,12 @@ class Processes:
             time.sleep(0.1)
         return ready
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one child (fault injection) and reap it."""
+        proc = next(p for n, p, _ in self.children if n == name)
+        proc.kill()
+        proc.wait()
+
     def stop(self, grace_s: float = 10.0) -> None:
         for _, proc, _ in self.children:
             if proc.poll() is None:
@@ -125,15 +134,19 @@ class Processes:
 
 
 class Controller:
-    """Drives the slots: observe, decide, shape, order, collect."""
+    """Drives the slots: check the servers, observe, decide, route around servers that are down,
+    shape, order, collect."""
 
     def __init__(self, sim: MecSimulator, policy, profile_levels: dict[int, tuple[str, int]], servers: list[str],
                  devices: list[str], secret: str, scheme: str, shaping: str, links: NetnsLinks | None,
-                 grace_s: float):
+                 grace_s: float, kill: tuple[int, Callable[[], None]] | None = None):
         self.sim, self.policy, self.levels = sim, policy, profile_levels
         self.servers, self.devices = servers, devices
         self.secret, self.scheme, self.shaping, self.links, self.grace_s = secret, scheme, shaping, links, grace_s
+        self.kill = kill  # (slot, action): fault injection once that slot's orders are out
         self.records: list[dict[str, np.ndarray]] = []
+        self.servers_down: list[list[int]] = []  # per slot
+        self.rerouted: list[int] = []  # per slot: tasks moved off a server that was down
         self.session: aiohttp.ClientSession | None = None
 
     async def _call(self, method: str, url: str, path: str, payload: dict, timeout_s: float) -> dict:
@@ -160,16 +173,18 @@ class Controller:
     async def run(self, slots: int) -> None:
         sc = self.sim.sc
         async with aiohttp.ClientSession() as self.session:
-            for _ in range(slots):
+            for slot in range(slots):
                 slot_start = time.monotonic()
+                # The slot's load update doubles as a health check: a server that cannot take it is
+                # down for this slot (and up again once it answers).
+                answers = await asyncio.gather(*(self._call("PUT", url, "/v1/load", {"available": float(a)}, 5.0)
+                                                 for url, a in zip(self.servers, self.sim.avail_true)))
+                down = {m for m, answer in enumerate(answers) if "available" not in answer}
                 # As the simulation runner: only a perfect-information policy (the oracle) sees the truth.
                 observation = self.sim.observe(perfect=getattr(self.policy, "perfect_information", False))
-                actions = self.policy.act(observation)
-                available = self.sim.avail_true.copy()  # step() moves the simulator on to the next slot
-                md_flops = self.sim.md_flops
+                actions = self.reroute(self.policy.act(observation), observation, down)
+                md_flops = self.sim.md_flops  # step() moves the simulator on to the next slot
                 rec = self.sim.step(actions)["record"]
-                await asyncio.gather(*(self._call("PUT", url, "/v1/load", {"available": float(a)}, 5.0)
-                                       for url, a in zip(self.servers, available)))
                 rates = shannon_rate(rec["bw_share"] * sc.edge.bandwidth_hz, rec["power_w"],
                                      10 ** (np.nan_to_num(rec["gain_true_db"], nan=-np.inf) / 10), self.sim.n0)
                 if self.shaping == "tc":
@@ -177,10 +192,31 @@ class Controller:
                                            for md, es, r in zip(rec["md"], rec["es"], rates) if es >= 0 and r > 0))
                 start = time.time()
                 orders = [self._order(rec, i, start, rates[i], md_flops) for i in range(len(rec["md"]))]
-                results = await asyncio.gather(*(self._dispatch(rec, i, order) for i, order in enumerate(orders)))
-                self.records.append(self._real_record(rec, results))
+                dispatched = asyncio.gather(*(self._dispatch(rec, i, order) for i, order in enumerate(orders)))
+                if self.kill is not None and self.kill[0] == slot:
+                    self.kill[1]()
+                self.records.append(self._real_record(rec, await dispatched))
+                self.servers_down.append(sorted(down))
                 # Slots are paced in real time; a slot whose tasks ran long delays the next one.
                 await asyncio.sleep(max(0.0, slot_start + sc.slot_s - time.monotonic()))
+
+    def reroute(self, actions: np.ndarray, obs: Observation, down: set[int]) -> np.ndarray:
+        """The policy's actions, with tasks for a server that is down moved to the live server of
+        the best estimated gain for that device (same option), or to local when none is live."""
+        es, _ = obs.decode(actions)
+        hit = np.flatnonzero(np.isin(es, sorted(down)))
+        self.rerouted.append(len(hit))
+        if not len(hit):
+            return actions
+        out = np.array(actions, copy=True)
+        live = np.array([m not in down for m in range(obs.n_es)])
+        if not live.any():
+            out[hit] = 0
+            return out
+        k = len(obs.offload_options)
+        best = np.where(live, obs.gain_est[hit], -np.inf).argmax(1)
+        out[hit] = 1 + best * k + (out[hit] - 1) % k  # action = 1 + server x K + option slot
+        return out
 
     def _order(self, rec: dict, i: int, start: float, rate: float, md_flops: np.ndarray) -> dict | None:
         """The device's order for task i of the slot, or None when the allocation left it out."""
@@ -210,7 +246,7 @@ class Controller:
         flops = np.array([r.get("device_flops", 0.0) for r in results], float)
         j_per_flop = self.sim.md_j_per_flop[rec["md"]]
         energy = flops * j_per_flop + rec["power_w"] * np.nan_to_num(measured["t_upload_ms"]) / 1e3
-        ok = np.array([r.get("status") == "ok" for r in results], bool)
+        ok = np.array([r.get("status") in ANSWERED for r in results], bool)
         on_time = ok & (measured["latency_ms"] <= rec["deadline_ms"])
         within = energy <= sc.device.energy_budget_j * (1 + 1e-9)
         success = on_time & within
@@ -221,6 +257,26 @@ class Controller:
                    reward=np.where(success, correct.astype(float), -sc.failure_penalty),
                    status=np.array([r.get("status", "error") for r in results]))
         return out
+
+
+def per_slot_series(controller: Controller) -> dict[str, list]:
+    """Per slot: tasks, successes, local fallbacks (server unreachable), tasks rerouted off a down
+    server, and the servers that were down; where a fault's dip and recovery show."""
+    return {"tasks": [len(r["slot"]) for r in controller.records],
+            "success": [int(r["success"].sum()) for r in controller.records],
+            "fallback_local": [int((r["status"] == "fallback_local").sum()) for r in controller.records],
+            "rerouted": controller.rerouted, "servers_down": controller.servers_down}
+
+
+def fault_summary(series: dict[str, list], es: int, slot: int) -> dict:
+    """Reliability before the kill, in its slot and after it; when the controller first saw the server down."""
+    tasks, success = np.array(series["tasks"]), np.array(series["success"])
+    part = lambda sel: float(success[sel].sum() / tasks[sel].sum()) if tasks[sel].sum() else None  # noqa: E731
+    slots = np.arange(len(tasks))
+    seen = [s for s, down in enumerate(series["servers_down"]) if es in down]
+    return {"killed": f"es{es}", "slot": slot, "detected_at_slot": seen[0] if seen else None,
+            "reliability": {"before": part(slots < slot), "kill_slot": part(slots == slot), "after": part(slots > slot)},
+            "fallback_local": int(sum(series["fallback_local"])), "rerouted": int(sum(series["rerouted"]))}
 
 
 def _get(summary: dict, path: tuple[str, ...]):
@@ -248,6 +304,9 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
     the measured profile (`.profile.json`), the table (`.sim-vs-real.md`) and the process logs."""
     json_path = Path(json_path)
     scenario = load_config(scenario_path, Scenario)
+    if cfg.kill is not None and not (cfg.kill.es < scenario.n_es and cfg.kill.slot < slots):
+        raise TestbedError(f"kill: es{cfg.kill.es} at slot {cfg.kill.slot}, but the run has {scenario.n_es} servers "
+                           f"and {slots} slots")
     stem = json_path.with_suffix("")
     run_dir = Path(f"{stem}.runtime")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +351,8 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
         controller = Controller(sim, make_policy(policy, seed), levels,
                                 [ready[f"es{m}"]["url"] for m in range(scenario.n_es)],
                                 [ready[f"md{i}"]["url"] for i in range(scenario.n_md)], secret, cfg.auth.scheme,
-                                shaping, links, cfg.result_grace_s)
+                                shaping, links, cfg.result_grace_s,
+                                None if cfg.kill is None else (cfg.kill.slot, lambda: procs.kill(f"es{cfg.kill.es}")))
         started = time.time()
         asyncio.run(controller.run(slots))
         wall_s = time.time() - started
@@ -314,7 +374,10 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
               "shaping": {"mode": shaping, "why": shaping_why},
               "status_counts": {str(s): int(c) for s, c in zip(*np.unique(statuses, return_counts=True))},
               "processes": {"edge_servers": scenario.n_es, "devices": scenario.n_md}, "images": profile.n_samples,
-              "sim_vs_real": rows, "simulation": f"{stem.name}.sim.json"}
+              "sim_vs_real": rows, "simulation": f"{stem.name}.sim.json",
+              "per_slot": per_slot_series(controller)}
+    if cfg.kill is not None:
+        result["fault"] = fault_summary(result["per_slot"], cfg.kill.es, cfg.kill.slot)
     title = f"{scenario.name}: policy {policy}, {slots} slots, seed {seed}, shaping {shaping}"
     atomic_write_bytes(f"{stem}.sim-vs-real.md", comparison_markdown(rows, title).encode())
     write_outputs(result, real, json_path)
