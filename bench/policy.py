@@ -58,12 +58,12 @@ def main() -> None:
     base = load_config(args.scenario, Scenario)
     profile, source = default_profile()
     grl = make_policy("grl")
+    droo_cfg = load_config("configs/policies/droo.yaml", AgentConfig)  # the action set of GRL-AECNN too
     rows = []
     for n in args.sizes:
         scenario = base.model_copy(update={"n_md": n})
-        k = len([o for o in profile.offload_indices if profile.names[o].startswith("aecnn:")])
-        droo = build_agent(AgentConfig.model_validate({"policy": "droo", "critic": False, "n_md_range": None, "hidden": 120}),
-                           n_md=n, n_es=scenario.n_es, n_options=k)
+        k = sum(profile.names[o].startswith(tuple(droo_cfg.options)) for o in profile.offload_indices)
+        droo = build_agent(droo_cfg, n_md=n, n_es=scenario.n_es, n_options=k)
         policies = {"grl": grl, "droo": droo, "greedy": make_policy("greedy")}
         if scenario.n_es * (1 + k) ** n + (1 + scenario.n_es) ** n <= args.max_joint:
             policies["exhaustive"] = ExhaustiveSearch(max_joint=args.max_joint)

@@ -16,9 +16,11 @@ from grl_aecnn.mec.allocation import EsResources, EsTasks, solve
 from grl_aecnn.policies import DESCRIPTIONS, Policy, make_policy
 from grl_aecnn.policies.grl import AgentConfig, build_agent, candidates, load_agent, train_agent
 from grl_aecnn.policies.planner import Plan, allowed_options
+from grl_aecnn.policies.registry import PerSizeDroo
 from grl_aecnn.policies.search import ExhaustiveSearch, PerfectInformationOracle
 from grl_aecnn.profile import synthetic_profile
 from grl_aecnn.profile.synthetic import _LEVELS
+from grl_aecnn.zoo import add_to_zoo
 
 PROFILE = synthetic_profile(seed=0, n_samples=300)
 FEW = synthetic_profile(seed=0, n_samples=300, levels=(_LEVELS[1], _LEVELS[3], _LEVELS[5]), with_symbols=True)
@@ -160,6 +162,15 @@ def test_droo_fixes_n_and_learns(tmp_path):
     assert droo.act(MecSimulator(Scenario(n_md=4, n_es=2), FEW, seed=1).observe()).shape == (4,)
     with pytest.raises(MecError, match="fixes them"):
         droo.act(MecSimulator(Scenario(n_md=5, n_es=2), FEW, seed=1).observe())
+    # the registry's DROO picks the shipped network of each slot's N and names the command for a missing one
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    add_to_zoo(tmp_path, zoo)
+    per_size = PerSizeDroo(zoo)
+    obs = MecSimulator(Scenario(n_md=4, n_es=2), FEW, seed=1).observe()
+    assert np.array_equal(per_size.act(obs), droo.act(obs))
+    with pytest.raises(MecError, match="--policy droo --n-md 5"):
+        per_size.act(MecSimulator(Scenario(n_md=5, n_es=2), FEW, seed=1).observe())
 
 
 def test_untrained_grl_actor_starts_as_greedy():
@@ -182,5 +193,12 @@ def test_cli_train_policy(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "card.json").read_text())["name"] == "grl-tiny"
+    droo_cfg = tmp_path / "droo.yaml"
+    droo_cfg.write_text(cfg.read_text().replace("n_md_range: [3, 5]", "n_md_range: null") + "policy: droo\ncritic: false\n")
+    sized = CliRunner().invoke(app, ["train", "policy", "--policy", "droo", "--scenario", str(scen), "--slots", "5",
+                                     "--config", str(droo_cfg), "--n-md", "3", "--out", str(tmp_path / "droo")])
+    assert sized.exit_code == 0, sized.output
+    card = json.loads((tmp_path / "droo" / "card.json").read_text())
+    assert card["name"] == "droo-tiny-n3" and card["shape"]["n_md"] == 3
     bad = CliRunner().invoke(app, args[:3] + ["droo"] + args[4:])
     assert bad.exit_code == 2 and "not 'droo'" in bad.output

@@ -120,6 +120,8 @@ def train_policy_cmd(
     profile: Optional[Path] = typer.Option(None, help="Option profile JSON [the shipped real profile if present, "
                                                       "else the SYNTHETIC one]."),
     config: Optional[Path] = typer.Option(None, help="Training config YAML [configs/policies/POLICY.yaml]."),
+    n_md: Optional[int] = typer.Option(None, min=1, help="Number of MDs instead of the scenario's (DROO's network fixes "
+                                                          "N: one network per N); the scenario is named SCENARIO-nN."),
     out: Optional[Path] = typer.Option(None, help="Output folder [runs/policies/POLICY-SCENARIO]."),
     resume: bool = typer.Option(False, help="Continue from the checkpoint in --out."),
 ) -> None:
@@ -137,6 +139,8 @@ def train_policy_cmd(
         if cfg.policy != policy:
             raise GrlAecnnError(f"{config}: config is for policy {cfg.policy!r}, not {policy!r}")
         scen = load_config(scenario, Scenario)
+        if n_md is not None:
+            scen = scen.model_copy(update={"n_md": n_md, "name": f"{scen.name}-n{n_md}"})
         prof, source = default_profile(profile)
         if prof.synthetic:
             console.print("[bold yellow]warning[/]: training against the SYNTHETIC option profile")

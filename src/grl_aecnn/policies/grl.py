@@ -41,6 +41,7 @@ from grl_aecnn.errors import CheckpointError
 from grl_aecnn.mec.env import es_features, estimated_snr_db10, md_features
 from grl_aecnn.mec.scenario import Scenario
 from grl_aecnn.mec.simulator import MecError, MecSimulator, Observation
+from grl_aecnn.policies.heuristics import INPUT_CODECS
 from grl_aecnn.policies.planner import ACTION_FEATURES, Plan, allowed_options
 from grl_aecnn.profile import OptionProfile
 from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, save_tensors, sha256_file
@@ -51,7 +52,9 @@ NODE_FEATURES, EDGE_FEATURES = 6, 2  # as `mec.env.observation_graph`
 # ---- 1. config -------------------------------------------------------------------------------------
 class AgentConfig(StrictModel):
     policy: Literal["grl", "droo"] = "grl"
-    options: Optional[tuple[str, ...]] = ("aecnn:",)  # option-name prefixes the agent may choose (null: all; local always)
+    # option-name prefixes the agent may choose (null: all; local always): AECNN levels and sending the
+    # input image itself (the split at the input), as every agent and heuristic here (docs/policies.md)
+    options: Optional[tuple[str, ...]] = ("aecnn:", *INPUT_CODECS)
     hidden: int = Field(64, ge=4)  # GRL: GCN width; DROO: first hidden layer (second is hidden * 2/3)
     layers: int = Field(2, ge=1)  # GCN layers
     critic: bool = True  # learned graph critic on top of the planner (GRL only)

@@ -9,17 +9,18 @@ from grl_aecnn.mec.simulator import MecError
 
 ZOO_WEIGHTS = Path(__file__).resolve().parent.parent / "zoo" / "weights"
 
-# name -> (description, factory(seed))
+# Action sets (docs/policies.md): every agent and the like-for-like heuristic choose between local
+# inference, sending the input image (INPUT_CODECS: the split at the input) and their codec's levels.
 DESCRIPTIONS = {
-    "grl": "GRL-AECNN: GCN actor, DROO candidates, planner + learned graph critic (AECNN levels)",
-    "grl-bottlenetpp": "the GRL-AECNN agent restricted to BottleNet++ options",
-    "grl-deepjscc": "the GRL-AECNN agent restricted to DeepJSCC options",
-    "droo": "DROO-AECNN: fully connected network on the flattened state (fixed N), planner as critic",
+    "grl": "GRL-AECNN: GCN actor, DROO candidates, planner + learned graph critic (local, input, AECNN levels)",
+    "grl-bottlenetpp": "the GRL-AECNN agent with BottleNet++ instead of AECNN (local, input, BottleNet++ rates)",
+    "grl-deepjscc": "the GRL-AECNN agent with DeepJSCC instead of AECNN (local, input, DeepJSCC ratios)",
+    "droo": "DROO-AECNN: fully connected network on the flattened state (one network per N), planner as critic",
     "exhaustive": "exhaustive search over joint decisions on the estimated state (small N)",
     "oracle": "exhaustive search on the TRUE state (needs MecSimulator.observe(perfect=True))",
     "full-offload": "every MD offloads its input image with the best input codec (raw/PNG/JPEG)",
     "greedy": "each MD picks its best action as if alone (any option, image codecs included)",
-    "greedy-aecnn": "greedy restricted to GRL-AECNN's actions (local and the AECNN levels): the like-for-like heuristic",
+    "greedy-aecnn": "greedy restricted to GRL-AECNN's actions (local, input, AECNN levels): the like-for-like heuristic",
     "local": "everything on the device",
     "random": "uniformly random actions",
 }
@@ -47,19 +48,54 @@ def _trained(policy: str, options: tuple[str, ...] | None = None, name: str | No
     return load_agent(card, options=options, name=name)
 
 
+class PerSizeDroo:
+    """DROO-AECNN's network fixes N (and M), so the zoo ships one network per N: `droo-default`
+    (the default scenario's N) and `droo-default-n<N>` (`grl-aecnn train policy --policy droo --n-md N`).
+    Each slot is decided by the network trained for its N, loaded on first use."""
+
+    name = "droo"
+
+    def __init__(self, zoo: Path = ZOO_WEIGHTS):
+        from grl_aecnn.store import read_json
+
+        self.cards = {}
+        for card in sorted(zoo.glob("droo-default*.json")):
+            shape = read_json(card)["shape"]
+            self.cards[(shape["n_md"], shape["n_es"])] = card
+        self.agents: dict = {}
+        self.seed = 0
+
+    def reset(self, seed: int) -> None:
+        self.seed = seed
+        for agent in self.agents.values():
+            agent.reset(seed)
+
+    def act(self, observation):
+        from grl_aecnn.policies.grl import load_agent
+
+        size = (observation.n_md, observation.n_es)
+        if size not in self.agents:
+            if size not in self.cards:
+                raise MecError(f"no shipped DROO-AECNN network for N={size[0]}, M={size[1]} (shipped: {sorted(self.cards)}); "
+                               f"train one with `grl-aecnn train policy --policy droo --n-md {size[0]}` and `grl-aecnn zoo add`")
+            self.agents[size] = load_agent(self.cards[size], name="droo")
+            self.agents[size].reset(self.seed)
+        return self.agents[size].act(observation)
+
+
 def _build(name: str):
     from grl_aecnn.policies import heuristics, search
 
     factories = {
         "grl": lambda: _trained("grl"),
-        "grl-bottlenetpp": lambda: _trained("grl", ("bottlenetpp:",), "grl-bottlenetpp"),
-        "grl-deepjscc": lambda: _trained("grl", ("deepjscc:",), "grl-deepjscc"),
-        "droo": lambda: _trained("droo"),
+        "grl-bottlenetpp": lambda: _trained("grl", ("bottlenetpp:", *heuristics.INPUT_CODECS), "grl-bottlenetpp"),
+        "grl-deepjscc": lambda: _trained("grl", ("deepjscc:", *heuristics.INPUT_CODECS), "grl-deepjscc"),
+        "droo": PerSizeDroo,
         "exhaustive": search.ExhaustiveSearch,
         "oracle": search.PerfectInformationOracle,
         "full-offload": heuristics.FullOffloadPolicy,
         "greedy": heuristics.GreedyPolicy,
-        "greedy-aecnn": lambda: heuristics.GreedyPolicy(options=("aecnn:",)),
+        "greedy-aecnn": lambda: heuristics.GreedyPolicy(options=("aecnn:", *heuristics.INPUT_CODECS)),
         "local": heuristics.LocalPolicy,
         "random": heuristics.RandomPolicy,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from grl_aecnn.mec.simulator import MecError, Observation
+from grl_aecnn.policies.heuristics import INPUT_CODECS
 from grl_aecnn.policies.planner import Plan, allowed_options
 
 
@@ -19,7 +20,8 @@ class ExhaustiveSearch:
     name = "exhaustive"
     perfect_information = False  # the runner passes observe(perfect=True) when this is True
 
-    def __init__(self, options: tuple[str, ...] | None = ("aecnn:",), max_joint: int = 200_000, chunk: int = 4096):
+    def __init__(self, options: tuple[str, ...] | None = ("aecnn:", *INPUT_CODECS), max_joint: int = 200_000,
+                 chunk: int = 4096):
         self.options, self.max_joint, self.chunk = options, max_joint, chunk
 
     def reset(self, seed: int) -> None:
