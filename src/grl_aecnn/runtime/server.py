@@ -8,7 +8,6 @@ Wire protocol: docs/runtime.md and openapi.yaml."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +15,11 @@ from pathlib import Path
 
 import torch
 from aiohttp import web
+from pydantic import Field, StrictFloat, ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from grl_aecnn.codecs import Codec, load_codec_levels
+from grl_aecnn.config import StrictModel
 from grl_aecnn.entropy import unpack_frame
 from grl_aecnn.errors import BitstreamError
 from grl_aecnn.runtime.config import EdgeServerConfig
@@ -28,6 +29,12 @@ from grl_aecnn.zoo import load_card
 
 # Weight of the newest batch in the running estimate of the real decode time per job.
 _EMA = 0.3
+
+
+class LoadUpdate(StrictModel):
+    """Body of PUT /v1/load: a JSON number (not a bool or a string) in (0, 1], nothing else."""
+
+    available: StrictFloat = Field(gt=0, le=1)
 
 
 def load_served_codecs(model: str, codec_names: tuple[str, ...]) -> dict[tuple[str, int], Codec]:
@@ -128,7 +135,8 @@ class EdgeServer:
             return error_response(503, "overloaded",
                                   f"{len(self.queue)} jobs queued, the limit is {self.cfg.max_queue}")
         job = Job(request.headers.get("X-Task-Id", ""), key, body, deadline, arrived)
-        job.latest_start = deadline - self.service_estimate_s(key)
+        # Without a deadline there is no latest start (even when the estimate is infinite too).
+        job.latest_start = deadline - self.service_estimate_s(key) if math.isfinite(deadline) else deadline
         if arrived > job.latest_start:
             return self._late(job, "cannot finish by the deadline even if started now")
         loop = asyncio.get_running_loop()
@@ -162,11 +170,10 @@ class EdgeServer:
         if refused := self.auth.check(request, body):
             return refused
         try:
-            available = float(json.loads(body)["available"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return error_response(400, "bad_request", f"expected JSON {{\"available\": fraction}} ({exc})")
-        if not 0 < available <= 1:
-            return error_response(400, "bad_request", f"available must lie in (0, 1], got {available}")
+            available = LoadUpdate.model_validate_json(body).available
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            return error_response(400, "bad_request", f"expected JSON {{\"available\": fraction in (0, 1]}}: {problems}")
         self.available = available
         self.m_available.set(available)
         return web.json_response({"available": available})
@@ -200,8 +207,11 @@ class EdgeServer:
                 continue
             # A batch's jobs all finish when it does: take only as many as still let the head (the
             # earliest deadline among them) finish in time.
-            fits = (head.deadline - time.time()) / self.service_estimate_s(head.key)
-            limit = self.cfg.max_batch if math.isinf(fits) else max(1, min(self.cfg.max_batch, int(fits)))
+            if math.isinf(head.deadline):
+                limit = self.cfg.max_batch
+            else:
+                fits = (head.deadline - time.time()) / self.service_estimate_s(head.key)
+                limit = max(1, min(self.cfg.max_batch, int(fits)))
             batch = self.queue.pop_batch(limit)
             self.m_queue.set(len(self.queue))
             for job in batch:
