@@ -376,8 +376,9 @@ def test_tiny_testbed_run_writes_summary_events_and_sim_vs_real(tmp_path, monkey
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text("name: tiny\nn_md: 2\nn_es: 1\nslot_s: 0.1\nlayout: {area_m: 100.0}\n")
     config = tmp_path / "testbed.yaml"
-    # HMAC here (bearer elsewhere), so both schemes run end to end.
-    config.write_text("images: 8\nshaping: token_bucket\nstartup_timeout_s: 240\nauth: {scheme: hmac}\n")
+    # HMAC here (bearer elsewhere), so both schemes run end to end; time dilated 3x.
+    config.write_text("images: 8\nshaping: token_bucket\nstartup_timeout_s: 240\nauth: {scheme: hmac}\n"
+                      "time_scale: 3\n")
     out = tmp_path / "tb.json"
     result = CliRunner().invoke(app, ["testbed", "--scenario", str(scenario), "--policy", "random", "--slots", "3",
                                       "--config", str(config), "--json", str(out)])
@@ -394,6 +395,13 @@ def test_tiny_testbed_run_writes_summary_events_and_sim_vs_real(tmp_path, monkey
     assert len((tmp_path / "tb.events.csv").read_text().splitlines()) == 7
     assert "| avg accuracy |" in (tmp_path / "tb.sim-vs-real.md").read_text()
     assert sum(summary["status_counts"].values()) == 6
+    # Time scale 3: slots last 0.3 s in real time, and devices paced at a third of their emulated
+    # speed still report at least the emulated device time once their real time is divided by 3.
+    assert summary["time_scale"] == 3 and summary["wall_s"] >= 3 * 0.3
+    real, simulated = (np.genfromtxt(tmp_path / name, delimiter=",", names=True, dtype=None, encoding=None)
+                       for name in ("tb.events.csv", "tb.sim.events.csv"))
+    ran = np.isfinite(real["t_device_ms"])
+    assert ran.any() and np.all(real["t_device_ms"][ran] >= simulated["t_device_ms"][ran] * (1 - 1e-6))
 
 
 TC_USABLE, TC_WHY = probe_tc()

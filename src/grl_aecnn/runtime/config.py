@@ -87,3 +87,7 @@ class TestbedConfig(StrictModel):
     device: DeviceConfig = DeviceConfig()
     auth: AuthConfig = AuthConfig()  # the testbed draws a fresh secret per run and hands it over in token_env
     kill: ServerKill | None = None  # fault test: kill one server mid-run
+    # Real seconds per emulated second: slots, deadlines, device and server speeds and link rates are
+    # all stretched by it, and measured times divided by it, so a busy host's real compute fits in the
+    # emulated budgets (1: real time).
+    time_scale: float = Field(1.0, ge=1.0)

@@ -139,11 +139,12 @@ class Controller:
 
     def __init__(self, sim: MecSimulator, policy, profile_levels: dict[int, tuple[str, int]], servers: list[str],
                  devices: list[str], secret: str, scheme: str, shaping: str, links: NetnsLinks | None,
-                 grace_s: float, kill: tuple[int, Callable[[], None]] | None = None):
+                 grace_s: float, kill: tuple[int, Callable[[], None]] | None = None, time_scale: float = 1.0):
         self.sim, self.policy, self.levels = sim, policy, profile_levels
         self.servers, self.devices = servers, devices
         self.secret, self.scheme, self.shaping, self.links, self.grace_s = secret, scheme, shaping, links, grace_s
         self.kill = kill  # (slot, action): fault injection once that slot's orders are out
+        self.time_scale = time_scale  # real seconds per emulated second (TestbedConfig.time_scale)
         self.records: list[dict[str, np.ndarray]] = []
         self.servers_down: list[list[int]] = []  # per slot
         self.rerouted: list[int] = []  # per slot: tasks moved off a server that was down
@@ -186,7 +187,8 @@ class Controller:
                 md_flops = self.sim.md_flops  # step() moves the simulator on to the next slot
                 rec = self.sim.step(actions)["record"]
                 rates = shannon_rate(rec["bw_share"] * sc.edge.bandwidth_hz, rec["power_w"],
-                                     10 ** (np.nan_to_num(rec["gain_true_db"], nan=-np.inf) / 10), self.sim.n0)
+                                     10 ** (np.nan_to_num(rec["gain_true_db"], nan=-np.inf) / 10),
+                                     self.sim.n0) / self.time_scale
                 if self.shaping == "tc":
                     await asyncio.gather(*(self._shape(int(md), float(r))
                                            for md, es, r in zip(rec["md"], rec["es"], rates) if es >= 0 and r > 0))
@@ -198,7 +200,7 @@ class Controller:
                 self.records.append(self._real_record(rec, await dispatched))
                 self.servers_down.append(sorted(down))
                 # Slots are paced in real time; a slot whose tasks ran long delays the next one.
-                await asyncio.sleep(max(0.0, slot_start + sc.slot_s - time.monotonic()))
+                await asyncio.sleep(max(0.0, slot_start + sc.slot_s * self.time_scale - time.monotonic()))
 
     def reroute(self, actions: np.ndarray, obs: Observation, down: set[int]) -> np.ndarray:
         """The policy's actions, with tasks for a server that is down moved to the live server of
@@ -222,7 +224,8 @@ class Controller:
         """The device's order for task i of the slot, or None when the allocation left it out."""
         md, es, option = int(rec["md"][i]), int(rec["es"][i]), int(rec["option"][i])
         order = {"task_id": f"s{int(rec['slot'][i])}-md{md}", "sample": int(rec["sample"][i]), "start_unix": start,
-                 "deadline_unix": start + rec["deadline_ms"][i] / 1e3, "device_flops_per_s": float(md_flops[md]),
+                 "deadline_unix": start + rec["deadline_ms"][i] / 1e3 * self.time_scale,
+                 "device_flops_per_s": float(md_flops[md]) / self.time_scale,
                  "wait_s": self.grace_s}
         if es < 0:
             return {**order, "mode": "local"}
@@ -239,9 +242,10 @@ class Controller:
         return await self._call("POST", self.devices[int(rec["md"][i])], "/v1/task", order, timeout)
 
     def _real_record(self, rec: dict, results: list[dict]) -> dict[str, np.ndarray]:
-        """The slot's tasks in the simulator's columns, with what really happened."""
+        """The slot's tasks in the simulator's columns, with what really happened (times in
+        emulated milliseconds: real ones divided by the time scale)."""
         sc = self.sim.sc
-        measured = {k: np.array([r.get(k, np.nan) for r in results], float)
+        measured = {k: np.array([r.get(k, np.nan) for r in results], float) / self.time_scale
                     for k in ("t_device_ms", "t_upload_ms", "t_server_ms", "latency_ms")}
         flops = np.array([r.get("device_flops", 0.0) for r in results], float)
         j_per_flop = self.sim.md_j_per_flop[rec["md"]]
@@ -334,7 +338,7 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
         for m in range(scenario.n_es):
             server_cfg = cfg.server.model_copy(update={
                 "name": f"es{m}", "host": server_host, "port": 0, "model": cfg.model, "codecs": cfg.codecs,
-                "capacity_flops": scenario.edge.capacity_flops, "auth": cfg.auth})
+                "capacity_flops": scenario.edge.capacity_flops / cfg.time_scale, "auth": cfg.auth})
             procs.start_with_config(f"es{m}", ["serve", "edge"], server_cfg, [])
         for i in range(scenario.n_md):
             device_cfg = cfg.device.model_copy(update={
@@ -352,7 +356,8 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
                                 [ready[f"es{m}"]["url"] for m in range(scenario.n_es)],
                                 [ready[f"md{i}"]["url"] for i in range(scenario.n_md)], secret, cfg.auth.scheme,
                                 shaping, links, cfg.result_grace_s,
-                                None if cfg.kill is None else (cfg.kill.slot, lambda: procs.kill(f"es{cfg.kill.es}")))
+                                None if cfg.kill is None else (cfg.kill.slot, lambda: procs.kill(f"es{cfg.kill.es}")),
+                                cfg.time_scale)
         started = time.time()
         asyncio.run(controller.run(slots))
         wall_s = time.time() - started
@@ -370,7 +375,7 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
     rows = comparison(sim_result, real.summary())
     result = {**{k: sim_result[k] for k in ("scenario", "scenario_file", "policy", "allocator", "seed", "profile",
                                             "profile_model", "profile_synthetic")},
-              **real.summary(), "slots": slots, "mode": "testbed", "wall_s": wall_s,
+              **real.summary(), "slots": slots, "mode": "testbed", "wall_s": wall_s, "time_scale": cfg.time_scale,
               "shaping": {"mode": shaping, "why": shaping_why},
               "status_counts": {str(s): int(c) for s, c in zip(*np.unique(statuses, return_counts=True))},
               "processes": {"edge_servers": scenario.n_es, "devices": scenario.n_md}, "images": profile.n_samples,
@@ -378,7 +383,8 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
               "per_slot": per_slot_series(controller)}
     if cfg.kill is not None:
         result["fault"] = fault_summary(result["per_slot"], cfg.kill.es, cfg.kill.slot)
-    title = f"{scenario.name}: policy {policy}, {slots} slots, seed {seed}, shaping {shaping}"
+    title = (f"{scenario.name}: policy {policy}, {slots} slots, seed {seed}, shaping {shaping}, "
+             f"time scale {cfg.time_scale:g}")
     atomic_write_bytes(f"{stem}.sim-vs-real.md", comparison_markdown(rows, title).encode())
     write_outputs(result, real, json_path)
     return result
