@@ -108,12 +108,12 @@ def main() -> int:
                 frames = encode_frames([codecs[("aecnn", level)]], images)
                 runs = {"batch-on": [], "batch-off": []}
                 for _ in range(args.repeats):
-                    for name in runs:
+                    for name, results in runs.items():
                         result = asyncio.run(run_load(urls[name], frames, batched.auth.scheme, secret, args.requests,
                                                       args.clients, max_s=120.0))
                         if result["unexpected"] or result["counts"].get("ok") != args.requests:
                             raise RuntimeError(f"{name}, level {level}: {result['counts']}")
-                        runs[name].append(result)
+                        results.append(result)
                 on, off = (statistics.median(r["ok_per_s"] for r in runs[n]) for n in ("batch-on", "batch-off"))
                 throughput[f"aecnn:{level}"] = {
                     "batch_on_per_s": on, "batch_off_per_s": off, "ratio_on_over_off": on / off,

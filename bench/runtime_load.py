@@ -33,7 +33,7 @@ from grl_aecnn.store import atomic_write_json
 from grl_aecnn.zoo import load_card
 
 MODEL = "resnet20-cifar10"
-_COUNTER = re.compile(r'^grl_edge_requests_total\{status="(?P<status>[a-z_]+)"\} (?P<n>[0-9.e+]+)$', re.M)
+_COUNTER = re.compile(r'^grl_edge_requests_total\{status="(?P<status>[a-z_]+)"\} (?P<n>[0-9.e+]+)$', re.MULTILINE)
 
 
 def server_counts(url: str) -> dict[str, int]:

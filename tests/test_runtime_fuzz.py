@@ -21,9 +21,9 @@ from grl_aecnn.data import to_tensor
 from grl_aecnn.entropy import pack_frame
 from grl_aecnn.runtime.auth import authorization
 from grl_aecnn.runtime.config import AuthConfig, EdgeServerConfig
-from grl_aecnn.runtime.server import EdgeServer
+from grl_aecnn.runtime.server import EdgeServer, load_served_codecs
 from grl_aecnn.runtime.service import OPENAPI_FILE
-from tests.test_runtime import SECRET, ServerThread, codecs, needs_aecnn  # noqa: F401 (codecs: a fixture)
+from tests.test_runtime import MODEL, SECRET, ServerThread, needs_aecnn
 
 LIMIT = 16 * 1024
 SPEC = yaml.safe_load(OPENAPI_FILE.read_text())
@@ -31,6 +31,11 @@ ERROR_KINDS = set(SPEC["components"]["schemas"]["Error"]["properties"]["error"][
 # The device's operation is served by the device process, not the edge server.
 schema = schemathesis.openapi.from_path(OPENAPI_FILE).exclude(path="/v1/task")
 FUZZ_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope="module")
+def codecs():
+    return load_served_codecs(MODEL, ("aecnn",))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +99,7 @@ def bearer() -> dict:
        shape=st.one_of(st.sampled_from([32, 16, 8, 4, 3, 2, 1]).map(lambda c: (c, 16, 16)),
                        st.lists(st.integers(1, 40), min_size=1, max_size=4).map(tuple)),
        payload=st.binary(max_size=4000), deadline=st.one_of(st.none(), st.floats(-1.0, 30.0)))
-def test_frames_with_a_valid_crc_but_random_content_are_refused_cleanly(full_capacity, good_frame, level, shape, payload,
+def test_frames_with_a_valid_crc_but_random_content_are_refused_cleanly(full_capacity, level, shape, payload,
                                                                        deadline):
     """Past the CRC: the codec's decoder itself must refuse a wrong shape or payload (400
     malformed_frame or unsupported_codec), never crash the worker."""

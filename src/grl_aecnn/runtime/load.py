@@ -27,7 +27,7 @@ def encode_frames(codecs: list[Codec], images: ImageSet) -> list[bytes]:
 
 
 def outcome(http_status: int, answer: dict) -> str:
-    """"ok" or "late" for a 200, else "http_<code>:<error>" (the documented error kinds)."""
+    """'ok' or 'late' for a 200, else "http_<code>:<error>" (the documented error kinds)."""
     if http_status == 200:
         return str(answer.get("status"))
     return f"http_{http_status}:{answer.get('error')}"

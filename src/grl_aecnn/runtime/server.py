@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 from aiohttp import web
-from pydantic import Field, StrictFloat, ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import Field, StrictFloat, ValidationError
 
 from grl_aecnn.codecs import Codec, load_codec_levels
 from grl_aecnn.config import StrictModel
@@ -173,7 +173,8 @@ class EdgeServer:
             available = LoadUpdate.model_validate_json(body).available
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-            return error_response(400, "bad_request", f"expected JSON {{\"available\": fraction in (0, 1]}}: {problems}")
+            return error_response(400, "bad_request",
+                                  f"expected JSON {{\"available\": fraction in (0, 1]}}: {problems}")
         self.available = available
         self.m_available.set(available)
         return web.json_response({"available": available})

@@ -204,7 +204,8 @@ class Controller:
 
     def reroute(self, actions: np.ndarray, obs: Observation, down: set[int]) -> np.ndarray:
         """The policy's actions, with tasks for a server that is down moved to the live server of
-        the best estimated gain for that device (same option), or to local when none is live."""
+        the best estimated gain for that device (same option), or to local when none is live. The
+        count of moved tasks is appended to `rerouted` (one entry per slot)."""
         es, _ = obs.decode(actions)
         hit = np.flatnonzero(np.isin(es, sorted(down)))
         self.rerouted.append(len(hit))
@@ -279,7 +280,8 @@ def fault_summary(series: dict[str, list], es: int, slot: int) -> dict:
     slots = np.arange(len(tasks))
     seen = [s for s, down in enumerate(series["servers_down"]) if es in down]
     return {"killed": f"es{es}", "slot": slot, "detected_at_slot": seen[0] if seen else None,
-            "reliability": {"before": part(slots < slot), "kill_slot": part(slots == slot), "after": part(slots > slot)},
+            "reliability": {"before": part(slots < slot), "kill_slot": part(slots == slot),
+                            "after": part(slots > slot)},
             "fallback_local": int(sum(series["fallback_local"])), "rerouted": int(sum(series["rerouted"]))}
 
 
