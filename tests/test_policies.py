@@ -15,7 +15,7 @@ from grl_aecnn.mec import MecError, MecSimulator, Scenario
 from grl_aecnn.mec.allocation import EsResources, EsTasks, solve
 from grl_aecnn.policies import DESCRIPTIONS, Policy, make_policy
 from grl_aecnn.policies.grl import AgentConfig, build_agent, candidates, load_agent, train_agent
-from grl_aecnn.policies.planner import Plan, allowed_options
+from grl_aecnn.policies.planner import BETA_GRID, LAMBDA_GRID, Plan, _argmin_priced, allowed_options
 from grl_aecnn.policies.registry import PerSizeDroo
 from grl_aecnn.policies.search import ExhaustiveSearch, PerfectInformationOracle
 from grl_aecnn.profile import synthetic_profile
@@ -61,6 +61,20 @@ def test_planner_served_sets_are_feasible_for_the_allocation_solver(seed):
             assert solve(t, res).served.all()
     local = cand == 0
     assert np.allclose(ev.value[local], np.broadcast_to(plan.local_value, cand.shape)[local])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_planner_headroom_keeps_each_es_below_its_limit(seed):
+    """With headroom h the admitted shares of every ES sum to at most 1 - h, and the tasks served are a
+    subset of those served without it (the same admission order, a stricter limit)."""
+    obs = MecSimulator(Scenario(n_md=20, n_es=1), FEW, seed=seed).observe()
+    cols = allowed_options(obs, None)
+    cand = np.random.default_rng(seed).integers(1 + len(cols), size=(30, obs.n_md))
+    full, kept = Plan(obs, cols).evaluate(cand), Plan(obs, cols, headroom=0.75).evaluate(cand)
+    assert np.all(kept.load[kept.served] <= 0.25 + 1e-12) and full.load.max() > 0.25
+    assert not np.any(kept.served & ~full.served) and kept.served.sum() < full.served.sum()
+    with pytest.raises(MecError, match="headroom"):
+        Plan(obs, cols, headroom=1.0)
 
 
 def test_exhaustive_search_is_exact_on_the_planner_objective():
@@ -202,3 +216,18 @@ def test_cli_train_policy(tmp_path):
     assert card["name"] == "droo-tiny-n3" and card["shape"]["n_md"] == 3
     bad = CliRunner().invoke(app, args[:3] + ["droo"] + args[4:])
     assert bad.exit_code == 2 and "not 'droo'" in bad.output
+
+
+@pytest.mark.parametrize("limit", [1.0, 0.7])
+def test_priced_minimiser_matches_brute_force(limit):
+    """`_argmin_priced` (a count of steps whose saving beats the price) returns argmin_k phi_k + lambda
+    beta_k over the feasible grid points: shares too small for the deadline (leading inf) and shares
+    above the planner's limit (trailing inf) included."""
+    rng = np.random.default_rng(0)
+    c, s = rng.uniform(0.01, 0.5, (200, 1)), rng.uniform(0.0, 0.05, (200, 1))
+    phi = c / (BETA_GRID[None, :] + s) ** rng.uniform(0.5, 2.0, (200, 1)) * 1e-3  # convex, decreasing
+    phi[phi > 1.0] = np.inf
+    phi[:, BETA_GRID > limit] = np.inf
+    phi = phi[np.isfinite(phi).any(axis=1)]
+    brute = np.argmin(phi[:, :, None] + LAMBDA_GRID[None, None, :] * BETA_GRID[None, :, None], axis=1)
+    assert np.array_equal(_argmin_priced(phi), brute)

@@ -55,6 +55,9 @@ class AgentConfig(StrictModel):
     # option-name prefixes the agent may choose (null: all; local always): AECNN levels and sending the
     # input image itself (the split at the input), as every agent and heuristic here (docs/policies.md)
     options: Optional[tuple[str, ...]] = ("aecnn:", *INPUT_CODECS)
+    # fraction of each ES's bandwidth and compute the planner keeps free when it admits tasks: a margin
+    # against CSI error and ES load changes (the ES's allocator spreads it over the admitted tasks)
+    headroom: float = Field(0.0, ge=0.0, lt=1.0)
     hidden: int = Field(64, ge=4)  # GRL: GCN width; DROO: first hidden layer (second is hidden * 2/3)
     layers: int = Field(2, ge=1)  # GCN layers
     critic: bool = True  # learned graph critic on top of the planner (GRL only)
@@ -308,7 +311,7 @@ class Agent:
             torch.set_num_threads(threads)
 
     def _decide(self, obs: Observation) -> tuple[np.ndarray, Decision]:
-        plan = Plan(obs, allowed_options(obs, self.prefixes))
+        plan = Plan(obs, allowed_options(obs, self.prefixes), self.cfg.headroom)
         item = self.actor.encode(obs, plan)
         cand = candidates(self.actor(item), self.k)
         ev = plan.evaluate(cand)

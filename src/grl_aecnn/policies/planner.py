@@ -59,8 +59,13 @@ class Plan:
     """One slot's candidate-independent tables. Actions are the simulator's (0 = local, 1 + m K + j)
     restricted to the offloading options `cols` (positions in `obs.offload_options`)."""
 
-    def __init__(self, obs: Observation, cols: np.ndarray):
-        self.obs, self.cols = obs, np.asarray(cols)
+    def __init__(self, obs: Observation, cols: np.ndarray, headroom: float = 0.0):
+        """`headroom`: the fraction of each ES's bandwidth and compute kept free when tasks are admitted
+        (sums of shares <= 1 - headroom): a margin against CSI error and ES load changes, which the
+        ES's allocator then spreads over the admitted tasks."""
+        if not 0.0 <= headroom < 1.0:
+            raise MecError(f"headroom must be in [0, 1), got {headroom}")
+        self.obs, self.cols, self.limit = obs, np.asarray(cols), 1.0 - headroom
         n, m, k_all = obs.n_md, obs.n_es, len(obs.offload_options)
         ka = len(self.cols)
         self.n_md, self.n_es, self.k = n, m, ka
@@ -96,7 +101,7 @@ class Plan:
             room = tl.slack_s[:, None] - h
             phi = np.where(room > 0, tl.server_flops[:, None] / (flops[:, None] * room), np.inf)
         phi[~np.isfinite(u[live])] = np.inf
-        phi[phi > 1.0] = np.inf
+        phi[(phi > self.limit) | (BETA_GRID > self.limit)] = np.inf
         fits = np.isfinite(phi).any(axis=1)
         alone = np.zeros(len(o), bool)
         alone[live[fits]] = True
@@ -185,8 +190,8 @@ class Plan:
         before = (start - 1)[..., None].clip(0)
         sb = sb - np.where(start[..., None] > 0, np.take_along_axis(sb, before, axis=1), 0.0)
         sp = sp - np.where(start[..., None] > 0, np.take_along_axis(sp, before, axis=1), 0.0)
-        worst = np.min(np.maximum(sb, sp), axis=2)  # (C, N): <= 1 iff the group's prefix fits
-        s_served = s_alone & (worst <= 1.0)
+        worst = np.min(np.maximum(sb, sp), axis=2)  # (C, N): <= limit iff the group's prefix fits
+        s_served = s_alone & (worst <= self.limit)
         served = np.zeros_like(s_served)
         np.put_along_axis(served, order, s_served, axis=1)
         # the load of each ES after admission: the last served prefix's worst sum
@@ -206,11 +211,14 @@ def _argmin_priced(phi: np.ndarray) -> np.ndarray:
     """argmin_k phi[r, k] + lambda_l BETA_GRID[k] for every row r and price l, in O(R G) instead of
     O(R G L): phi is convex in beta, so along the grid the saving per unit of bandwidth of the next
     step, -d phi / d beta, decreases, and the minimiser for price lambda is the number of steps whose
-    saving exceeds lambda. Infinite entries (infeasible small shares) always step right."""
+    saving exceeds lambda. Infinite entries before the first finite one (shares too small to make the
+    deadline) always step right; those after the last finite one (shares above the planner's limit)
+    never step."""
+    finite = np.isfinite(phi)
+    leading = ~np.logical_or.accumulate(finite, axis=1)
     with np.errstate(invalid="ignore"):
         saving = -np.diff(phi, axis=1) / np.diff(BETA_GRID)
-    saving = np.where(np.isfinite(phi[:, :-1]), saving, np.inf)
-    saving = np.where(np.isnan(saving), np.inf, saving)
+    saving = np.where(leading[:, :-1], np.inf, np.where(finite[:, :-1] & finite[:, 1:], saving, -np.inf))
     rows, segs = phi.shape[0], phi.shape[1] - 1
     n_lambda = len(LAMBDA_GRID)
     bins = np.searchsorted(LAMBDA_GRID, saving.ravel(), side="left")  # saving > LAMBDA_GRID[l] iff bins > l
