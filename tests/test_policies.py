@@ -231,3 +231,25 @@ def test_priced_minimiser_matches_brute_force(limit):
     phi = phi[np.isfinite(phi).any(axis=1)]
     brute = np.argmin(phi[:, :, None] + LAMBDA_GRID[None, None, :] * BETA_GRID[None, :, None], axis=1)
     assert np.array_equal(_argmin_priced(phi), brute)
+
+
+def test_blocked_options_are_never_chosen_and_training_with_subsets_unblocks(tmp_path):
+    """`option_subsets`: per training episode a random part of the options is masked; a masked option is
+    never chosen, and the saved agent has every option back."""
+    agent = build_agent(AgentConfig(**TINY, options=None))
+    sim = MecSimulator(Scenario(n_md=6, n_es=2), FEW, seed=3)
+    k = len(allowed_options(sim.observe(), None))
+    agent.blocked = np.arange(k) != 1  # only option 1 left
+    n_offloaded = 0
+    for _ in range(10):
+        obs = sim.observe()
+        actions = agent.act(obs)
+        es, opt = obs.decode(actions)
+        offloaded = actions > 0
+        assert np.all(opt[offloaded] == obs.offload_options[1])
+        n_offloaded += int(offloaded.sum())
+        sim.step(actions)
+    assert n_offloaded > 0
+    card = train_agent(AgentConfig(**{**TINY, "option_subsets": True}, options=None), Scenario(n_md=4, n_es=2), FEW, 10,
+                       tmp_path, log=lambda _: None)
+    assert card["config"]["option_subsets"] and load_agent(tmp_path / "card.json").blocked is None

@@ -27,7 +27,7 @@ from grl_aecnn.errors import ConfigError
 from grl_aecnn.experiments.plots import pyplot, save_figure
 from grl_aecnn.experiments.simulate import simulate_policy
 from grl_aecnn.mec.scenario import Scenario
-from grl_aecnn.policies.registry import DESCRIPTIONS, default_profile
+from grl_aecnn.policies.registry import DESCRIPTIONS, default_profile, weights_id
 from grl_aecnn.store import atomic_write_bytes, atomic_write_json, read_json
 
 METRICS = ("avg_accuracy", "reliability", "throughput_per_s", "reward", "decision_ms_median")
@@ -131,6 +131,7 @@ def plan_jobs(cfg: ExperimentConfig, profile_hash: str = "") -> tuple[Scenario, 
             for seed in cfg.seeds:
                 jobs.append({"index": index, "value": value, "policy": policy, "seed": seed, "slots": cfg.slots,
                              "scenario": scenario, "profile": cfg.profile, "profile_id": profile_hash,
+                             "weights_id": weights_id(policy),
                              "allocator": cfg.allocator})
     return base, jobs
 

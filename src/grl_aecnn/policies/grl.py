@@ -69,6 +69,9 @@ class AgentConfig(StrictModel):
     train_every: int = Field(4, ge=1)  # slots between gradient steps
     lr: float = Field(1e-3, gt=0)
     critic_lr: float = Field(1e-3, gt=0)
+    # train on a random half of the options each episode (the rest masked), so the actor does not lean on
+    # whichever option dominates the profile and scores any option set by its features
+    option_subsets: bool = False
     n_md_range: Optional[tuple[int, int]] = (5, 20)  # GRL: N drawn per episode (None: the scenario's); DROO: None
     episode_slots: int = Field(100, ge=1)  # a new layout (and N) every episode
     checkpoint_every: int = Field(5, ge=1)  # episodes
@@ -290,6 +293,7 @@ class Agent:
         self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
         self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr) if critic else None
         self.steps = 0
+        self.blocked: np.ndarray | None = None  # (K,) bool: options masked for this episode (training only)
         self.reset(cfg.seed)
 
     def reset(self, seed: int) -> None:
@@ -312,6 +316,8 @@ class Agent:
 
     def _decide(self, obs: Observation) -> tuple[np.ndarray, Decision]:
         plan = Plan(obs, allowed_options(obs, self.prefixes), self.cfg.headroom)
+        if self.blocked is not None:
+            plan.mask[:, 1:] &= ~np.tile(self.blocked, plan.n_es)
         item = self.actor.encode(obs, plan)
         cand = candidates(self.actor(item), self.k)
         ev = plan.evaluate(cand)
@@ -459,6 +465,10 @@ def train_agent(cfg: AgentConfig, scenario: Scenario, profile: OptionProfile, sl
     while state["slot"] < slots:
         n = scenario.n_md if cfg.n_md_range is None else int(ep_rng.integers(cfg.n_md_range[0], cfg.n_md_range[1] + 1))
         sim = MecSimulator(scenario.model_copy(update={"n_md": n}), profile, seed=int(ep_rng.integers(2**31 - 1)))
+        if cfg.option_subsets:
+            k = len(allowed_options(sim.observe(), agent.prefixes))
+            agent.blocked = ep_rng.random(k) < 0.5
+            agent.blocked[ep_rng.integers(k)] = False  # at least one option stays
         total, losses = 0.0, {}
         length = min(cfg.episode_slots, slots - state["slot"])
         for _ in range(length):
@@ -473,6 +483,7 @@ def train_agent(cfg: AgentConfig, scenario: Scenario, profile: OptionProfile, sl
             + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
         if state["episode"] % cfg.checkpoint_every == 0 or state["slot"] >= slots:
             checkpoint()
+    agent.blocked = None
     return save_agent(agent, out_dir, {"scenario": scenario.name, "n_md": scenario.n_md, "n_es": scenario.n_es,
                                        "slots": state["slot"], "episodes": state["episode"],
                                        "mean_reward_last_episodes": float(np.mean(state["rewards"][-5:])),

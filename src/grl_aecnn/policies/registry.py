@@ -102,6 +102,18 @@ def _build(name: str):
     return factories[name]()
 
 
+def weights_id(name: str) -> str:
+    """The SHA-256 of the shipped weights a policy loads ("" for the heuristics and searches), so that
+    results computed with other weights are recognised as stale."""
+    from grl_aecnn.store import read_json
+
+    pattern = {"grl": "grl-default.json", "grl-bottlenetpp": "grl-default.json", "grl-deepjscc": "grl-default.json",
+               "droo": "droo-default*.json"}.get(name)
+    if pattern is None:
+        return ""
+    return ",".join(read_json(card)["weights_sha256"] for card in sorted(ZOO_WEIGHTS.glob(pattern)))
+
+
 def make_policy(name: str, seed: int = 0):
     if name not in DESCRIPTIONS:
         raise MecError(f"unknown policy {name!r}; choose from {sorted(DESCRIPTIONS)}")
