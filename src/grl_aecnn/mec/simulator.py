@@ -168,7 +168,7 @@ class MecSimulator:
     def _geometry(self) -> None:
         """Distance-dependent terms (LOS state, path loss, shadowing spread, Rician parts); they
         change only when MDs move, so static MDs compute them once per reset."""
-        sc, ch = self.sc, self.sc.channel
+        ch = self.sc.channel
         d = self._distances()
         self.los = self.los_u < los_probability(d)
         self._sigma = np.where(self.los, ch.shadowing_los_db, ch.shadowing_nlos_db)
