@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from grl_aecnn import zoo
 from grl_aecnn.cli import app
-from grl_aecnn.codecs.aecnn.codec import AecnnCodec, load_codecs, ship_codec
+from grl_aecnn.codecs.aecnn.codec import load_codecs, ship_codec
 from grl_aecnn.codecs.aecnn.model import ChannelAttention, FeatureRecovery
 from grl_aecnn.codecs.aecnn.training import AecnnBaseConfig, AecnnLevelConfig, SgdStage, train_level
 from grl_aecnn.codecs.base import Codec
