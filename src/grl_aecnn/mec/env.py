@@ -36,22 +36,33 @@ def flat_observation(obs: Observation) -> np.ndarray:
     return np.clip(v, -CLIP, CLIP).astype(np.float32)
 
 
+def node_features(obs: Observation) -> np.ndarray:
+    """(N + M, 6) float32: MDs then ESs, 4 features each + 2 type flags."""
+    n = obs.n_md
+    x = np.zeros((n + obs.n_es, 6), np.float32)
+    x[:n, :4], x[:n, 4] = md_features(obs), 1.0
+    x[n:, :4], x[n:, 5] = es_features(obs), 1.0
+    return x
+
+
+def pair_features(obs: Observation) -> np.ndarray:
+    """(N M, 2) float32 per MD-ES pair, MD-major: [estimated SNR dB/10, distance km]."""
+    dist = np.linalg.norm(obs.md_xy[:, None] - obs.es_xy[None], axis=-1).ravel() / 1e3
+    return np.stack([estimated_snr_db10(obs).ravel(), dist], axis=1).astype(np.float32)
+
+
 def observation_graph(obs: Observation):
-    """PyG `Data`: nodes 0..N-1 are MDs, N..N+M-1 ESs (x: 4 features + 2 type flags); MD<->ES edges in
-    both directions with edge_attr [estimated SNR dB/10, distance km]."""
+    """PyG `Data`: nodes 0..N-1 are MDs, N..N+M-1 ESs (`node_features`); MD<->ES edges in both
+    directions with edge_attr `pair_features`."""
     from torch_geometric.data import Data
 
     n, m = obs.n_md, obs.n_es
-    x = np.zeros((n + m, 6))
-    x[:n, :4], x[:n, 4] = md_features(obs), 1.0
-    x[n:, :4], x[n:, 5] = es_features(obs), 1.0
     src = np.repeat(np.arange(n), m)
     dst = n + np.tile(np.arange(m), n)
-    dist = np.linalg.norm(obs.md_xy[:, None] - obs.es_xy[None], axis=-1).ravel() / 1e3
-    attr = np.stack([estimated_snr_db10(obs).ravel(), dist], axis=1)
+    attr = pair_features(obs)
     edge_index = np.concatenate([np.stack([src, dst]), np.stack([dst, src])], axis=1)
-    return Data(x=torch.tensor(x, dtype=torch.float32), edge_index=torch.tensor(edge_index, dtype=torch.long),
-                edge_attr=torch.tensor(np.concatenate([attr, attr]), dtype=torch.float32), n_md=n, n_es=m)
+    return Data(x=torch.from_numpy(node_features(obs)), edge_index=torch.tensor(edge_index, dtype=torch.long),
+                edge_attr=torch.from_numpy(np.concatenate([attr, attr])), n_md=n, n_es=m)
 
 
 class MecEnv(gym.Env):

@@ -38,7 +38,7 @@ from torch_geometric.nn import GCNConv
 
 from grl_aecnn.config import StrictModel
 from grl_aecnn.errors import CheckpointError
-from grl_aecnn.mec.env import es_features, estimated_snr_db10, md_features
+from grl_aecnn.mec.env import node_features, pair_features
 from grl_aecnn.mec.scenario import Scenario
 from grl_aecnn.mec.simulator import MecError, MecSimulator, Observation
 from grl_aecnn.policies.heuristics import INPUT_CODECS
@@ -114,11 +114,7 @@ def slot_graph(obs: Observation, plan: Plan) -> Data:
     and per MD the planner's features of each action (act_feat (N, A, F)), the allowed actions (mask)
     and has_task."""
     n, m = obs.n_md, obs.n_es
-    x = np.zeros((n + m, NODE_FEATURES), np.float32)
-    x[:n, :4], x[:n, 4] = md_features(obs), 1.0
-    x[n:, :4], x[n:, 5] = es_features(obs), 1.0
-    dist = np.linalg.norm(obs.md_xy[:, None] - obs.es_xy[None], axis=-1).ravel() / 1e3
-    pair_attr = torch.from_numpy(np.stack([estimated_snr_db10(obs).ravel(), dist], axis=1).astype(np.float32))
+    pair_attr = torch.from_numpy(pair_features(obs))
     pair_index, crow, col = _graph_index(n, m)
     # GCN normalisation D^-1/2 (A + I) D^-1/2 once per slot, in closed form for the complete bipartite
     # graph (PyG's gcn_norm per layer costs more than the layer). Edges weigh by link quality (sigmoid
@@ -128,7 +124,7 @@ def slot_graph(obs: Observation, plan: Plan) -> Data:
     norm = w / torch.sqrt(deg_md[:, None] * deg_es[None, :])
     value = torch.cat([torch.cat([(1 / deg_md)[:, None], norm], 1).reshape(-1),
                        torch.cat([norm.T, (1 / deg_es)[:, None]], 1).reshape(-1)])
-    return Data(x=torch.from_numpy(x), adj=_csr(crow, col, value, n + m), pair_index=pair_index, pair_attr=pair_attr,
+    return Data(x=torch.from_numpy(node_features(obs)), adj=_csr(crow, col, value, n + m), pair_index=pair_index, pair_attr=pair_attr,
                 act_feat=torch.from_numpy(plan.features), mask=torch.from_numpy(plan.mask),
                 has_task=torch.from_numpy(obs.has_task))
 
