@@ -39,12 +39,16 @@ def default_profile(path: str | Path | None = None):
     return load_profile(path), str(path)
 
 
-def _trained(policy: str, options: tuple[str, ...] | None = None, name: str | None = None):
+# the zoo cards each learned policy loads (the GRL variants share one agent; DROO has one per N)
+GRL_CARD, DROO_CARDS = "grl-default.json", "droo-default*.json"
+
+
+def _trained_grl(options: tuple[str, ...] | None = None, name: str | None = None):
     from grl_aecnn.policies.grl import load_agent
 
-    card = ZOO_WEIGHTS / f"{policy}-default.json"
+    card = ZOO_WEIGHTS / GRL_CARD
     if not card.exists():
-        raise MecError(f"{card}: no shipped {policy} policy; train one with `grl-aecnn train policy --policy {policy}`")
+        raise MecError(f"{card}: no shipped grl policy; train one with `grl-aecnn train policy --policy grl`")
     return load_agent(card, options=options, name=name)
 
 
@@ -59,7 +63,7 @@ class PerSizeDroo:
         from grl_aecnn.store import read_json
 
         self.cards = {}
-        for card in sorted(zoo.glob("droo-default*.json")):
+        for card in sorted(zoo.glob(DROO_CARDS)):
             shape = read_json(card)["shape"]
             self.cards[(shape["n_md"], shape["n_es"])] = card
         self.agents: dict = {}
@@ -87,9 +91,9 @@ def _build(name: str):
     from grl_aecnn.policies import heuristics, search
 
     factories = {
-        "grl": lambda: _trained("grl"),
-        "grl-bottlenetpp": lambda: _trained("grl", ("bottlenetpp:", *heuristics.INPUT_CODECS), "grl-bottlenetpp"),
-        "grl-deepjscc": lambda: _trained("grl", ("deepjscc:", *heuristics.INPUT_CODECS), "grl-deepjscc"),
+        "grl": _trained_grl,
+        "grl-bottlenetpp": lambda: _trained_grl(("bottlenetpp:", *heuristics.INPUT_CODECS), "grl-bottlenetpp"),
+        "grl-deepjscc": lambda: _trained_grl(("deepjscc:", *heuristics.INPUT_CODECS), "grl-deepjscc"),
         "droo": PerSizeDroo,
         "exhaustive": search.ExhaustiveSearch,
         "oracle": search.PerfectInformationOracle,
@@ -107,8 +111,7 @@ def weights_id(name: str) -> str:
     results computed with other weights are recognised as stale."""
     from grl_aecnn.store import read_json
 
-    pattern = {"grl": "grl-default.json", "grl-bottlenetpp": "grl-default.json", "grl-deepjscc": "grl-default.json",
-               "droo": "droo-default*.json"}.get(name)
+    pattern = DROO_CARDS if name == "droo" else GRL_CARD if name.startswith("grl") else None
     if pattern is None:
         return ""
     return ",".join(read_json(card)["weights_sha256"] for card in sorted(ZOO_WEIGHTS.glob(pattern)))
