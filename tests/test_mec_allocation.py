@@ -101,3 +101,32 @@ def test_heaviest_first_subset_search_equals_checking_all_subsets(seed, n, symbo
     assert np.array_equal(fast.served, full.served)
     for f in ("beta", "phi", "power"):
         np.testing.assert_array_equal(getattr(fast, f), getattr(full, f))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1e-9, 1.0 - 1e-9, exclude_max=True))
+def test_log_root_is_the_lower_lambert_branch(k):
+    """`channel.log_root` (real Halley steps) solves ln(y) = k (y - 1) with y > 1, as scipy's complex
+    Lambert W does; near k = 1 it is the more accurate of the two, so compare the residual there."""
+    from scipy.special import lambertw
+
+    from grl_aecnn.mec.channel import log_root
+
+    y = float(log_root(np.array([k]))[0])
+    assert y > 1.0
+    assert abs(np.log(y) - k * (y - 1.0)) <= 1e-8 * np.log(y)
+    if k < 0.999:
+        ref = -lambertw(-k * np.exp(-k), -1).real / k
+        assert abs((y - 1.0) - (ref - 1.0)) <= 1e-9 * (ref - 1.0)
+
+
+def test_min_bandwidth_meets_the_rate_exactly():
+    from grl_aecnn.mec.channel import min_bandwidth_for_rate, shannon_rate
+
+    rng = np.random.default_rng(0)
+    a = 10 ** rng.uniform(3, 9, 500)  # P g / N0 in Hz
+    rate = a / np.log(2) * rng.uniform(1e-6, 0.999, 500)
+    w = min_bandwidth_for_rate(rate, a)
+    np.testing.assert_allclose(shannon_rate(w, a, 1.0, 1.0), rate, rtol=1e-9)
+    assert np.isinf(min_bandwidth_for_rate(np.array([a[0]]), np.array([a[0] * 0.5]))).all()
+    assert min_bandwidth_for_rate(np.array([0.0]), np.array([a[0]]))[0] == 0.0

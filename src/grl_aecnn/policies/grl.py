@@ -305,8 +305,7 @@ class Agent:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with torch.no_grad():
-                return self._decide(obs)
+            return self._decide(obs)
         finally:
             torch.set_num_threads(threads)
 
@@ -314,13 +313,15 @@ class Agent:
         plan = Plan(obs, allowed_options(obs, self.prefixes), self.cfg.headroom)
         if self.blocked is not None:
             plan.mask[:, 1:] &= ~np.tile(self.blocked, plan.n_es)
-        item = self.actor.encode(obs, plan)
-        cand = candidates(self.actor(item), self.k)
+        item = self.actor.encode(obs, plan)  # outside inference mode: the replay memory trains on it
+        with torch.inference_mode():
+            cand = candidates(self.actor(item), self.k)
         ev = plan.evaluate(cand)
         score = ev.reward
         if self.critic is not None:
-            residual = self.critic(item, torch.from_numpy(cand), *(torch.tensor(x, dtype=torch.float32)
-                                                                   for x in (ev.value, ev.served, ev.load)))
+            with torch.inference_mode():
+                residual = self.critic(item, torch.from_numpy(cand), *(torch.tensor(x, dtype=torch.float32)
+                                                                       for x in (ev.value, ev.served, ev.load)))
             tasks = max(int(obs.has_task.sum()), 1)
             score = score + (residual.numpy() * obs.has_task).sum(axis=1) / tasks
         b = int(np.argmax(score))

@@ -245,11 +245,10 @@ def _min_upload_time_grid(obs: Observation, t: EsTasks, u: np.ndarray, pair: np.
     w = BETA_GRID * obs.es_bandwidth_hz
     a = obs.p_max_w * obs.gain_est.reshape(-1) / obs.n0_w_hz
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate_p = w * np.log2(1.0 + a[:, None] / w)  # (N M, G)
-        t_p = np.where(rate_p[pair] > 0, t.payload[:, None] / rate_p[pair], np.inf)
-        t_e = u[:, None] / w
-    t_p = np.where(t.symbols[:, None], 0.0, t_p)
-    return np.maximum(t_p, t_e)
+        per_bit = 1.0 / (w * np.log2(1.0 + a[:, None] / w))  # (N M, G) seconds per bit; inf without rate
+        t_p = t.payload[:, None] * per_bit[pair]
+        t_p[t.symbols] = 0.0  # analog options: the symbol-count term alone (u / w)
+        return np.maximum(t_p, u[:, None] / w)
 
 
 def _columns(t: EsTasks) -> EsTasks:
