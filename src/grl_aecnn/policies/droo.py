@@ -14,6 +14,7 @@ from torch import nn
 
 from grl_aecnn.mec.env import flat_observation
 from grl_aecnn.mec.simulator import MecError, Observation
+from grl_aecnn.policies.grl import Chain
 from grl_aecnn.policies.planner import Plan
 
 
@@ -24,7 +25,7 @@ class FlatActor(nn.Module):
         super().__init__()
         self.n_md, self.n_es, self.n_options = n_md, n_es, n_options
         self.n_actions = 1 + n_es * n_options
-        self.net = nn.Sequential(nn.Linear(4 * n_md + n_md * n_es + n_es, hidden), nn.ReLU(),
+        self.net = Chain(nn.Linear(4 * n_md + n_md * n_es + n_es, hidden), nn.ReLU(),
                                  nn.Linear(hidden, hidden * 2 // 3), nn.ReLU(),
                                  nn.Linear(hidden * 2 // 3, n_md * self.n_actions))
 
