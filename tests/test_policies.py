@@ -197,6 +197,22 @@ def test_untrained_grl_actor_starts_as_greedy():
     assert np.array_equal(logits.argmax(1).numpy(), np.argmax(plan.standalone, axis=1))
 
 
+def test_graph_encoder_is_gcnconv():
+    """The encoder calls GCNConv's arithmetic directly (speed); it must equal GCNConv's own forward, and
+    gradients must flow through the sparse product as they do in training."""
+    sim = MecSimulator(Scenario(n_md=7, n_es=3), PROFILE, seed=4)
+    agent = build_agent(AgentConfig(options=None))
+    obs = sim.observe()
+    g = agent.actor.encode(obs, Plan(obs, allowed_options(obs, None)))
+    enc = agent.actor.encoder
+    h = torch.relu(enc.inp(g.x))
+    for conv in enc.convs:
+        h = h + torch.relu(conv(h, g.adj))
+    torch.testing.assert_close(enc(g), h, rtol=1e-6, atol=1e-6)
+    enc(g).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters())
+
+
 def test_cli_train_policy(tmp_path):
     cfg = tmp_path / "grl.yaml"
     cfg.write_text("\n".join(f"{k}: {list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()) + "\n")

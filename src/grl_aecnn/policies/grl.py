@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
-from torch_geometric.data import Data
 from torch_geometric.nn import GCNConv
 
 from grl_aecnn.config import StrictModel
@@ -107,7 +106,21 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, value: torch.Tensor, size: int) 
         return torch.sparse_csr_tensor(crow, col, value, (size, size))
 
 
-def slot_graph(obs: Observation, plan: Plan) -> Data:
+@dataclass
+class SlotGraph:
+    """The slot graph the networks read (`slot_graph`); a plain dataclass, since PyG's `Data` costs
+    ~0.1 ms per slot in attribute bookkeeping and the networks use none of its machinery."""
+
+    x: torch.Tensor  # (N + M, NODE_FEATURES) node features, MDs then ESs
+    adj: torch.Tensor  # (N + M, N + M) sparse CSR: the GCN's normalised adjacency with self-loops
+    pair_index: torch.Tensor  # (2, N M) MD and ES node of each MD-ES pair, MD-major
+    pair_attr: torch.Tensor  # (N M, EDGE_FEATURES)
+    act_feat: torch.Tensor  # (N, 1 + M K, ACTION_FEATURES) the planner's features of each action
+    mask: torch.Tensor  # (N, 1 + M K) bool: allowed actions
+    has_task: torch.Tensor  # (N,) bool
+
+
+def slot_graph(obs: Observation, plan: Plan) -> SlotGraph:
     """The MEC graph of a slot (nodes 0..N-1 MDs, N..N+M-1 ESs, x as `mec.env.observation_graph`)
     with, per MD-ES pair in MD-major order, its node indices (pair_index) and edge features
     (pair_attr: estimated SNR dB/10, distance km), the GCN's normalised adjacency (adj, sparse CSR),
@@ -125,7 +138,7 @@ def slot_graph(obs: Observation, plan: Plan) -> Data:
     norm = w / np.sqrt(deg_md[:, None] * deg_es[None, :])
     value = np.concatenate([np.concatenate([(1 / deg_md)[:, None], norm], 1).ravel(),
                             np.concatenate([norm.T, (1 / deg_es)[:, None]], 1).ravel()])
-    return Data(x=torch.from_numpy(node_features(obs)), adj=_csr(crow, col, torch.from_numpy(value), n + m),
+    return SlotGraph(x=torch.from_numpy(node_features(obs)), adj=_csr(crow, col, torch.from_numpy(value), n + m),
                 pair_index=pair_index, pair_attr=torch.from_numpy(pair_attr), act_feat=torch.from_numpy(plan.features),
                 mask=torch.from_numpy(plan.mask), has_task=torch.from_numpy(obs.has_task))
 
@@ -153,10 +166,13 @@ class GraphEncoder(nn.Module):
         self.inp = nn.Linear(NODE_FEATURES, hidden)
         self.convs = nn.ModuleList(GCNConv(hidden, hidden, normalize=False) for _ in range(layers))
 
-    def forward(self, g: Data) -> torch.Tensor:
-        h = torch.relu(self.inp(g.x))
+    def forward(self, g: SlotGraph) -> torch.Tensor:
+        h = torch.relu(nn.functional.linear(g.x, self.inp.weight, self.inp.bias))
         for conv in self.convs:
-            h = h + torch.relu(conv(h, g.adj))
+            # GCNConv's computation on a normalised sparse adjacency (normalize=False), A (H W) + b, called
+            # directly: its generic message-passing dispatch costs more than the arithmetic on a slot's
+            # ~25 nodes (test_graph_encoder_is_gcnconv checks it against conv(h, adj))
+            h = h + torch.relu(torch.sparse.mm(g.adj, nn.functional.linear(h, conv.lin.weight)) + conv.bias)
         return h
 
 
@@ -183,7 +199,7 @@ class GraphActor(nn.Module):
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
 
-    def forward(self, g: Data) -> torch.Tensor:
+    def forward(self, g: SlotGraph) -> torch.Tensor:
         """(MDs in the batch, 1 + M K) logits, disallowed actions at -1e9 (every graph of a batch
         has the same M and option set; N may differ)."""
         h = self.encoder(g)
@@ -201,11 +217,11 @@ class GraphActor(nn.Module):
         return logits.masked_fill(~g.mask, -1e9)
 
     @staticmethod
-    def encode(obs: Observation, plan: Plan) -> Data:
+    def encode(obs: Observation, plan: Plan) -> SlotGraph:
         return slot_graph(obs, plan)
 
     @staticmethod
-    def collate(items: list[Data]) -> Data:
+    def collate(items: list[SlotGraph]) -> SlotGraph:
         """One disjoint graph of the fields the networks read (PyG's generic Batch is ~10x slower)."""
         if len(items) == 1:
             return items[0]
@@ -217,8 +233,8 @@ class GraphActor(nn.Module):
         col = torch.cat([g.adj.col_indices() + nodes[i] for i, g in enumerate(items)])
         adj = _csr(crow, col, torch.cat([g.adj.values() for g in items]), int(nodes[-1]))
         pair_index = torch.cat([g.pair_index + nodes[i] for i, g in enumerate(items)], dim=1)
-        return Data(x=cat("x"), adj=adj, pair_index=pair_index, pair_attr=cat("pair_attr"), act_feat=cat("act_feat"),
-                    mask=cat("mask"), has_task=cat("has_task"))
+        return SlotGraph(x=cat("x"), adj=adj, pair_index=pair_index, pair_attr=cat("pair_attr"),
+                         act_feat=cat("act_feat"), mask=cat("mask"), has_task=cat("has_task"))
 
 
 # ---- 4. learned critic -----------------------------------------------------------------------------
@@ -235,7 +251,7 @@ class GraphCritic(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, g: Data, actions: torch.Tensor, value: torch.Tensor, served: torch.Tensor,
+    def forward(self, g: SlotGraph, actions: torch.Tensor, value: torch.Tensor, served: torch.Tensor,
                 load: torch.Tensor) -> torch.Tensor:
         """actions, value, served, load: (C, sum N) -> residuals (C, sum N)."""
         h = self.encoder(g)
