@@ -66,10 +66,10 @@ def min_bandwidth_for_rate(rate_bps, snr_per_hz):
 
 def log_root(k: np.ndarray) -> np.ndarray:
     """The root y > 1 of ln(y) = k (y - 1) for 0 < k < 1, i.e. y = -W_-1(-k e^-k) / k with W_-1 the
-    lower real branch of Lambert W. Real arithmetic: three Halley steps from the branch-point series
-    (k > 0.3) or the asymptotic expansion (small k); within 1e-10 of scipy's complex `lambertw`
-    and 2-4x faster, which matters as the planner and the allocator call it for every
-    (MD, ES, option) row of every slot. Within 1e-3 of k = 1 the series alone is used: it is
+    lower real branch of Lambert W, in real arithmetic: the branch-point series (k > 0.3) or the
+    asymptotic expansion (small k) start within 9%, and two Halley steps (cubic) bring y - 1 within
+    1e-10 of scipy's complex `lambertw`, 2-4x faster; the planner and the allocator call it for
+    every (MD, ES, option) row of every slot. Within 1e-3 of k = 1 the series alone is used: it is
     accurate there (error O((1 - k)^5)) while Halley's steps lose precision at the branch point."""
     z = -k * np.exp(-k)
     # series in p at the branch point z = -1/e; 1 + e z computed without cancellation
@@ -79,7 +79,7 @@ def log_root(k: np.ndarray) -> np.ndarray:
     l2 = np.log(-l1)
     w = np.where(k > 0.3, near, l1 - l2 + l2 / l1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for _ in range(3):
+        for _ in range(2):
             ew = np.exp(w)
             f = w * ew - z
             w = w - f / (ew * (w + 1.0) - (w + 2.0) * f / (2.0 * w + 2.0))
