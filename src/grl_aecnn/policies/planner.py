@@ -119,8 +119,10 @@ class Plan:
         self._grid_row = np.full(len(o), -1)
         self._grid_row[live[fits]] = np.arange(int(fits.sum()))
         self._phi_grid = phi[fits]
-        self._beta = np.full((len(o), len(LAMBDA_GRID)), np.inf)
-        self._phi = np.full((len(o), len(LAMBDA_GRID)), np.inf)
+        # one extra row of zeros (index len(o)): what a task that is not admitted adds to the sums
+        self._beta = np.full((len(o) + 1, len(LAMBDA_GRID)), np.inf)
+        self._phi = np.full((len(o) + 1, len(LAMBDA_GRID)), np.inf)
+        self._beta[-1] = self._phi[-1] = 0.0
         self._priced_done = ~alone
         footprint = np.full(len(o), np.inf)
         footprint[alone] = np.min(self._phi_grid + BETA_GRID, axis=1)
@@ -187,27 +189,30 @@ class Plan:
         # alone last; then running sums restart at each ES's first task
         group = np.where(alone, es, m)
         order = np.lexsort((-np.where(alone, self.priority[row], -np.inf), group), axis=1)
-        take = lambda x: np.take_along_axis(x, order, axis=1)  # noqa: E731
-        s_row, s_alone, s_group = take(row), take(alone), take(group)
-        b = np.where(s_alone[..., None], self._beta[s_row], 0.0)  # (C, N, L)
-        p = np.where(s_alone[..., None], self._phi[s_row], 0.0)
+        flat = order + (np.arange(c) * n)[:, None]  # sorted positions in the raveled (C, N) arrays
+        s_alone, s_group = alone.ravel()[flat], group.ravel()[flat]
+        pick = np.where(s_alone, row.ravel()[flat], len(self._beta) - 1)
+        # prefix sums with a leading zero, so the sum from a group's first task is one subtraction
+        sb = np.zeros((c, n + 1, len(LAMBDA_GRID)))
+        sp = np.zeros_like(sb)
+        np.cumsum(self._beta[pick], axis=1, out=sb[:, 1:])
+        np.cumsum(self._phi[pick], axis=1, out=sp[:, 1:])
         first = np.ones((c, n), bool)
         first[:, 1:] = s_group[:, 1:] != s_group[:, :-1]
         start = np.maximum.accumulate(np.where(first, np.arange(n), 0), axis=1)  # first position of the group
-        sb, sp = np.cumsum(b, axis=1), np.cumsum(p, axis=1)
-        before = (start - 1)[..., None].clip(0)
-        sb = sb - np.where(start[..., None] > 0, np.take_along_axis(sb, before, axis=1), 0.0)
-        sp = sp - np.where(start[..., None] > 0, np.take_along_axis(sp, before, axis=1), 0.0)
-        worst = np.min(np.maximum(sb, sp), axis=2)  # (C, N): <= limit iff the group's prefix fits
-        s_served = s_alone & (worst <= self.limit)
-        served = np.zeros_like(s_served)
-        np.put_along_axis(served, order, s_served, axis=1)
+        cand = np.arange(c)[:, None]
+        worst = np.min(np.maximum(sb[:, 1:] - sb[cand, start], sp[:, 1:] - sp[cand, start]), axis=2)  # (C, N)
+        s_served = s_alone & (worst <= self.limit)  # the group's prefix up to this task fits
+        served = np.zeros(c * n, bool)
+        served[flat.ravel()] = s_served.ravel()
+        served = served.reshape(c, n)
         # the load of each ES after admission: the last served prefix's worst sum
         onehot = s_group[:, :, None] == np.arange(m)
         last = np.where(s_served[:, :, None] & onehot, worst[:, :, None], 0.0).max(axis=1)  # (C, M)
-        load = np.where(off, np.take_along_axis(last, np.maximum(es, 0), axis=1), 0.0)
-        count = (off[:, :, None] & (es[:, :, None] == np.arange(m))).sum(axis=1)  # (C, M) tasks per ES
-        n_on = np.take_along_axis(count, np.maximum(es, 0), axis=1)
+        es0 = np.maximum(es, 0)
+        load = np.where(off, last[cand, es0], 0.0)
+        count = np.bincount((cand * (m + 1) + np.where(off, es, m)).ravel(), minlength=c * (m + 1))  # tasks per ES
+        n_on = count.reshape(c, m + 1)[cand, es0]
         acc = self.accuracy[row, np.maximum(n_on - 1, 0)]
         value = np.where(off, np.where(served, acc, -psi), self.local_value[None, :])
         value = np.where(has, value, 0.0)
