@@ -88,9 +88,9 @@ class Plan:
         ok_loc = (t_loc <= obs.deadline_s) & (obs.option_device_flops[loc] * obs.md_j_per_flop <= obs.energy_budget_j)
         self.local_value = np.where(obs.has_task, np.where(ok_loc, obs.option_accuracy[loc], -psi), 0.0)
         # rows (i, m, q) flattened md-major, matching the action order
-        ii, mm, pair = _row_index(n, m, ka)
-        o = np.tile(opts, n * m)
-        sym = obs.option_kind[o] == "symbols"
+        ii, mm, pair, q = _row_index(n, m, ka)
+        o = opts[q]
+        sym = (obs.option_kind[opts] == "symbols")[q]
         t_dev = obs.option_device_flops[o] / obs.md_flops[ii]
         e_dev = obs.option_device_flops[o] * obs.md_j_per_flop[ii]
         t = EsTasks(sym, obs.option_payload_mean[o] * np.where(sym, 1.0, 8.0), obs.option_server_flops[o],
@@ -242,11 +242,12 @@ def _argmin_priced(phi: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _row_index(n: int, m: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(MD, ES, MD-ES pair) of each (i, m, q) row, md-major (read-only, computed once per shape)."""
+def _row_index(n: int, m: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(MD, ES, MD-ES pair, option position) of each (i, m, q) row, md-major (read-only, computed once
+    per shape)."""
     md = np.repeat(np.arange(n), m * k)
     es = np.tile(np.repeat(np.arange(m), k), n)
-    out = (md, es, md * m + es)
+    out = (md, es, md * m + es, np.tile(np.arange(k), n * m))
     for x in out:
         x.setflags(write=False)
     return out
