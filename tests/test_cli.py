@@ -101,6 +101,14 @@ def test_codec_compare_and_profile_commands(tiny_cifar, tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["profile", "show", str(stem) + ".json"])
     assert result.exit_code == 0 and "jpeg:q50" in result.output and "5 test samples" in result.output
+    replaced = tmp_path / "prof" / "replaced"
+    result = runner.invoke(app, ["profile", "build", "--config", str(config), "--codec", "jpeg", "--extend",
+                                 str(stem) + ".json", "--replace", "--output", str(replaced)])
+    assert result.exit_code == 0, result.output
+    names = lambda path: [o["name"] for o in json.loads(path.with_suffix(".json").read_text())["options"]]  # noqa: E731
+    assert names(replaced) == names(stem)  # jpeg measured again, in its old place
+    result = runner.invoke(app, ["profile", "build", "--config", str(config), "--replace", "--output", str(replaced)])
+    assert result.exit_code != 0 and "--replace needs --extend" in result.output
     summary_out = tmp_path / "from-profile.json"
     result = runner.invoke(app, ["codec", "compare", "--profile", str(stem) + ".json", "--json", str(summary_out)])
     assert result.exit_code == 0, result.output

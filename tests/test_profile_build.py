@@ -101,3 +101,10 @@ def test_merge_adds_a_codec_without_measuring_the_others_again(tiny_cifar):
         merge_profiles(merged, extra)
     with pytest.raises(ProfileError, match="other test samples"):
         merge_profiles(base, build_profile(tiny(codecs=("jpeg",), limit=5), show_progress=False))
+    # a retrained codec takes its old options' place; the others keep theirs
+    again = build_profile(tiny(codecs=("jpeg",), limit=6, seed=1), show_progress=False)
+    replaced = merge_profiles(merge_profiles(merged, build_profile(tiny(codecs=("raw",), limit=6), show_progress=False)),
+                              again, replace=True)
+    assert replaced.names == merged.names + ["raw"]
+    assert np.array_equal(replaced.payload[2:-1], again.payload[1:])
+    assert replaced.provenance["codecs"]["jpeg"] == again.provenance["codecs"]["jpeg"]

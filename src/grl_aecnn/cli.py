@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 import grl_aecnn
-from grl_aecnn.errors import GrlAecnnError
+from grl_aecnn.errors import ConfigError, GrlAecnnError
 from grl_aecnn.store import atomic_write_json
 
 app = typer.Typer(help="GRL-AECNN: semantic compression and offloading for edge CNN inference.", no_args_is_help=True)
@@ -374,6 +374,8 @@ def profile_build(
     codecs: Optional[list[str]] = typer.Option(None, "--codec", help="Override: measure only these codecs (repeat)."),
     extend: Optional[Path] = typer.Option(None, help="Add the measured options to this profile (same test samples "
                                                      "and backbone) instead of writing them alone."),
+    replace: bool = typer.Option(False, help="With --extend: the measured codecs replace their options in that "
+                                             "profile (a retrained codec) instead of clashing with them."),
 ) -> None:
     """Run every shipped option on the test set and write the profile the simulator draws tasks from."""
     from grl_aecnn.config import load_config
@@ -387,8 +389,10 @@ def profile_build(
         if base is not None:  # the same fixed subset as the profile being extended
             cfg = cfg.model_copy(update={"limit": base.n_samples})
         profile = build_profile(cfg)
+        if replace and base is None:
+            raise ConfigError("--replace needs --extend: the profile whose options the measured codecs replace")
         if base is not None:
-            profile = merge_profiles(base, profile)
+            profile = merge_profiles(base, profile, replace=replace)
         path = save_profile(profile, cfg.output)
     except GrlAecnnError as exc:
         raise _fail(exc) from exc

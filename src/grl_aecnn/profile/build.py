@@ -184,31 +184,43 @@ def build_profile(cfg: ProfileBuildConfig, show_progress: bool = True) -> Option
     )
 
 
-def merge_profiles(base: OptionProfile, extra: OptionProfile) -> OptionProfile:
+def option_codec(name: str) -> str:
+    """The codec an option belongs to: "aecnn:L3" -> "aecnn", "png" -> "png"."""
+    return name.split(":", 1)[0]
+
+
+def merge_profiles(base: OptionProfile, extra: OptionProfile, replace: bool = False) -> OptionProfile:
     """`base` plus the offloading options of `extra`, which must be measured on the same test samples
-    with the same backbone: adds a codec to a profile without measuring the others again."""
+    with the same backbone: adds a codec to a profile without measuring the others again. With
+    `replace`, the codecs `extra` measured take the place of their options in `base` (a retrained
+    codec; the other options keep their order), instead of clashing with them."""
     if (extra.model, extra.dataset_checksum) != (base.model, base.dataset_checksum):
         raise ProfileError(f"cannot merge: {extra.model} on {extra.dataset_checksum[:12]} vs "
                            f"{base.model} on {base.dataset_checksum[:12]} (another model or other test samples)")
     if not np.array_equal(extra.correct[extra.local_index], base.correct[base.local_index]):
         raise ProfileError("cannot merge: the local answers differ, so the profiles used different backbone weights")
-    added = [i for i, o in enumerate(extra.options) if o.kind != "local"]
-    if clash := sorted(set(base.names) & {extra.names[i] for i in added}):
+    added = [(extra, i) for i, o in enumerate(extra.options) if o.kind != "local"]
+    codecs = {option_codec(extra.names[i]) for _, i in added}
+    dropped = [i for i, name in enumerate(base.names) if replace and option_codec(name) in codecs]
+    kept = [(base, i) for i in range(len(base.options)) if i not in dropped]
+    if clash := sorted({base.names[i] for _, i in kept} & {extra.names[i] for _, i in added}):
         raise ProfileError(f"cannot merge: both profiles have {clash}")
-    base_sym, extra_sym = bool(base.snr_correct.size), bool(extra.snr_correct.size)
-    if base_sym and extra_sym and not np.array_equal(base.snr_grid_db, extra.snr_grid_db):
+    # a replaced codec goes where its first old option was; a new one at the end
+    at = sum(1 for _, i in kept if i < dropped[0]) if dropped else len(kept)
+    order = kept[:at] + added + kept[at:]
+    options = tuple(src.options[i] for src, i in order)
+    symbols = [(src, i) for src, i in order if src.options[i].kind == "symbols"]
+    if symbols and len({tuple(src.snr_grid_db) for src, _ in symbols}) > 1:
         raise ProfileError("cannot merge: the analog options were measured on different SNR grids")
-    grid = base.snr_grid_db if base_sym else extra.snr_grid_db
-    snr_blocks = [block for block in (base.snr_correct, extra.snr_correct) if block.size]
+    grid = symbols[0][0].snr_grid_db if symbols else np.zeros(0)
     provenance = {**base.provenance, "codecs": {**base.provenance.get("codecs", {}), **extra.provenance.get("codecs", {})},
                   "merged_from": [base.provenance, extra.provenance]}
     return OptionProfile(
-        model=base.model, dataset=base.dataset, dataset_checksum=base.dataset_checksum,
-        options=base.options + tuple(extra.options[i] for i in added),
-        payload=np.concatenate([base.payload, extra.payload[added]]),
-        correct=np.concatenate([base.correct, extra.correct[added]]),
-        snr_grid_db=grid if snr_blocks else np.zeros(0),
-        snr_correct=np.concatenate(snr_blocks) if snr_blocks else np.zeros((0, 0, base.n_samples), bool),
+        model=base.model, dataset=base.dataset, dataset_checksum=base.dataset_checksum, options=options,
+        payload=np.stack([src.payload[i] for src, i in order]), correct=np.stack([src.correct[i] for src, i in order]),
+        snr_grid_db=grid,
+        snr_correct=(np.stack([src.snr_correct[src.symbols_row(i)] for src, i in symbols]) if symbols
+                     else np.zeros((0, 0, base.n_samples), bool)),
         provenance=provenance,
     )
 
