@@ -226,10 +226,10 @@ def test_cli_train_policy(tmp_path):
     droo_cfg = tmp_path / "droo.yaml"
     droo_cfg.write_text(cfg.read_text().replace("n_md_range: [3, 5]", "n_md_range: null") + "policy: droo\ncritic: false\n")
     sized = CliRunner().invoke(app, ["train", "policy", "--policy", "droo", "--scenario", str(scen), "--slots", "5",
-                                     "--config", str(droo_cfg), "--n-md", "3", "--out", str(tmp_path / "droo")])
+                                     "--config", str(droo_cfg), "--n-md", "3", "--n-es", "1", "--out", str(tmp_path / "droo")])
     assert sized.exit_code == 0, sized.output
     card = json.loads((tmp_path / "droo" / "card.json").read_text())
-    assert card["name"] == "droo-tiny-n3" and card["shape"]["n_md"] == 3
+    assert card["name"] == "droo-tiny-n3-m1" and card["shape"]["n_md"] == 3 and card["shape"]["n_es"] == 1
     bad = CliRunner().invoke(app, args[:3] + ["droo"] + args[4:])
     assert bad.exit_code == 2 and "not 'droo'" in bad.output
 

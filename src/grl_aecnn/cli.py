@@ -122,6 +122,8 @@ def train_policy_cmd(
     config: Optional[Path] = typer.Option(None, help="Training config YAML [configs/policies/POLICY.yaml]."),
     n_md: Optional[int] = typer.Option(None, min=1, help="Number of MDs instead of the scenario's (DROO's network fixes "
                                                           "N: one network per N); the scenario is named SCENARIO-nN."),
+    n_es: Optional[int] = typer.Option(None, min=1, help="Number of ESs instead of the scenario's (DROO's network fixes "
+                                                          "M too); the scenario is named SCENARIO[-nN]-mM."),
     out: Optional[Path] = typer.Option(None, help="Output folder [runs/policies/POLICY-SCENARIO]."),
     resume: bool = typer.Option(False, help="Continue from the checkpoint in --out."),
 ) -> None:
@@ -139,8 +141,9 @@ def train_policy_cmd(
         if cfg.policy != policy:
             raise GrlAecnnError(f"{config}: config is for policy {cfg.policy!r}, not {policy!r}")
         scen = load_config(scenario, Scenario)
-        if n_md is not None:
-            scen = scen.model_copy(update={"n_md": n_md, "name": f"{scen.name}-n{n_md}"})
+        for field, value, tag in (("n_md", n_md, "n"), ("n_es", n_es, "m")):
+            if value is not None:
+                scen = scen.model_copy(update={field: value, "name": f"{scen.name}-{tag}{value}"})
         prof, source = default_profile(profile)
         if prof.synthetic:
             console.print("[bold yellow]warning[/]: training against the SYNTHETIC option profile")

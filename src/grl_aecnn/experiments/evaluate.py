@@ -131,7 +131,7 @@ def plan_jobs(cfg: ExperimentConfig, profile_hash: str = "") -> tuple[Scenario, 
             for seed in cfg.seeds:
                 jobs.append({"index": index, "value": value, "policy": policy, "seed": seed, "slots": cfg.slots,
                              "scenario": scenario, "profile": cfg.profile, "profile_id": profile_hash,
-                             "weights_id": weights_id(policy),
+                             "weights_id": weights_id(policy, scenario["n_md"], scenario["n_es"]),
                              "allocator": cfg.allocator})
     return base, jobs
 

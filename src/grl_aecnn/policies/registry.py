@@ -106,15 +106,20 @@ def _build(name: str):
     return factories[name]()
 
 
-def weights_id(name: str) -> str:
+def weights_id(name: str, n_md: int | None = None, n_es: int | None = None) -> str:
     """The SHA-256 of the shipped weights a policy loads ("" for the heuristics and searches), so that
-    results computed with other weights are recognised as stale."""
+    results computed with other weights are recognised as stale. DROO loads one network per (N, M):
+    given the size, only that network counts (adding a network for another size leaves these results
+    valid)."""
     from grl_aecnn.store import read_json
 
     pattern = DROO_CARDS if name == "droo" else GRL_CARD if name.startswith("grl") else None
     if pattern is None:
         return ""
-    return ",".join(read_json(card)["weights_sha256"] for card in sorted(ZOO_WEIGHTS.glob(pattern)))
+    cards = [read_json(card) for card in sorted(ZOO_WEIGHTS.glob(pattern))]
+    if name == "droo" and n_md is not None:
+        cards = [c for c in cards if (c["shape"]["n_md"], c["shape"]["n_es"]) == (n_md, n_es)]
+    return ",".join(card["weights_sha256"] for card in cards)
 
 
 def make_policy(name: str, seed: int = 0):
