@@ -1,23 +1,28 @@
-"""AECNN end to end on a tiny dataset: stages 1-4, shipping, loading, real bytes, bad bitstreams."""
+"""AECNN end to end on a tiny dataset: stages 1-4, shipping, loading, real bytes, bad bitstreams; the
+prune-aware head (fixed ranking, nested masks, frozen tail, resume)."""
 
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from grl_aecnn import zoo
 from grl_aecnn.cli import app
 from grl_aecnn.codecs.aecnn.codec import load_codecs, ship_codec
-from grl_aecnn.codecs.aecnn.model import ChannelAttention, FeatureRecovery
-from grl_aecnn.codecs.aecnn.training import AecnnBaseConfig, AecnnLevelConfig, SgdStage, train_level
+from grl_aecnn.codecs.aecnn.model import ChannelAttention, FeatureRecovery, PruneAwareHead
+from grl_aecnn.codecs.aecnn.training import (AecnnBaseConfig, AecnnLevelConfig, PruneAwareStage, SgdStage,
+                                            train_level)
 from grl_aecnn.codecs.base import Codec
 from grl_aecnn.data import load_cifar10, to_tensor
 from grl_aecnn.entropy import unpack_frame
 from grl_aecnn.errors import BitstreamError, CheckpointError
 from grl_aecnn.nets.training import train_backbone
+from grl_aecnn.store import load_tensors
 from tests.conftest import make_images, write_imagefolder_zip
 from tests.test_training import tiny_config
 
@@ -168,3 +173,94 @@ def test_cli_train_ship_and_eval(trained, tmp_path):
 def test_cli_unknown_codec():
     result = CliRunner().invoke(app, ["codec", "eval", "--codec", "nope"])
     assert result.exit_code == 2 and "unknown codec" in result.output
+
+
+PRUNE_AWARE = PruneAwareStage(epochs=1, lr=0.01, batch_size=32, keep_counts=[8, 4, 2], keep_weights=[1, 2, 1],
+                              recovery_hidden=8, eval_keep=4, eval_images=16)
+
+
+def prune_aware_config(out, level, keep, bits) -> AecnnLevelConfig:
+    return level_config(out, level, keep, bits, prune_aware=PRUNE_AWARE)
+
+
+@pytest.fixture(scope="module")
+def prune_aware(trained):
+    tmp = trained["tmp"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
+        mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
+        cards = [train_level(prune_aware_config(tmp / "pruned", level, keep, 2), show_progress=False)
+                 for level, keep in ((1, 4), (2, 2))]
+        ship_codec(tmp / "pruned", "aecnn-pruned-tiny-resnet20")
+        yield {"tmp": tmp, "out": tmp / "pruned", "cards": cards, "codecs": load_codecs("aecnn-pruned-tiny-resnet20")}
+
+
+def test_prune_aware_ranking_is_fixed_and_stored(prune_aware):
+    out = prune_aware["out"]
+    ranking = json.loads((out / "ranking.json").read_text())
+    # The ranking comes from the stage-1 attention and stays the order of every level after the head changed.
+    assert ranking["order"][:4] == [int(i) for i in torch.tensor(ranking["mean_attention"]).argsort(descending=True)[:4]]
+    assert json.loads((out / "importance.json").read_text())["order"] == ranking["order"]
+    assert [c["keep"] for c in prune_aware["cards"]] == [ranking["order"][:4], ranking["order"][:2]]
+
+
+def test_prune_aware_reuses_a_stored_ranking(trained, tmp_path):
+    tmp = trained["tmp"]
+    (tmp_path / "base.safetensors").write_bytes((tmp / "codec" / "base.safetensors").read_bytes())
+    stored = list(range(32))[::-1]
+    (tmp_path / "ranking.json").write_text(json.dumps({"order": stored}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
+        mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
+        card = train_level(prune_aware_config(tmp_path, 1, 4, 2), show_progress=False)
+    assert card["keep"] == stored[:4]
+
+
+def test_prune_aware_masks_are_nested_and_each_tail_sees_only_its_count(prune_aware):
+    head = PruneAwareHead(copy.deepcopy(prune_aware["codecs"][0].base), list(range(32))[::-1], [8, 4, 2], 2, 8,
+                          (0.0, 0.999))
+    assert [head.servers[str(k)].keep.tolist() for k in (8, 4, 2)] == [list(range(31, 23, -1)),
+                                                                       [31, 30, 29, 28], [31, 30]]
+    before = {k: {n: v.clone() for n, v in head.servers[k].tail_state().items()} for k in ("8", "2")}
+    features = torch.rand(4, 32, 16, 16, requires_grad=True)
+    head.base.features = lambda x: features
+    head.train()
+    _, logits = head(torch.zeros(4, 3, 32, 32), keep=4)
+    logits.sum().backward()
+    # Only the four kept channels reach the server, and the other counts' tails keep their BN statistics.
+    sent = features.grad.abs().sum((0, 2, 3)) > 0
+    assert sent.nonzero().flatten().tolist() == [28, 29, 30, 31]
+    assert all(torch.equal(v, before[k][n]) for k in before for n, v in head.servers[k].tail_state().items())
+    # The device head lives in `base`: the servers' head copies neither learn nor run.
+    server = head.servers["4"]
+    tail = server.net.tail_prefixes("layer2")
+    assert all(p.requires_grad == n.startswith(tail) for n, p in server.net.named_parameters())
+
+
+def test_prune_aware_stage_resumes_from_its_checkpoint(prune_aware):
+    out = prune_aware["out"]
+    trained_head = load_tensors(out / "prune_aware.safetensors")
+    (out / "prune_aware.safetensors").unlink()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRL_AECNN_DATA", str(prune_aware["tmp"] / "data"))
+        mp.setattr(zoo, "ZOO_DIR", prune_aware["tmp"] / "zoo")
+        again = train_level(prune_aware_config(out, 1, 4, 2), show_progress=False)
+    # All epochs were checkpointed, so nothing is trained again and the same head comes back.
+    assert json.loads((out / "stage1b" / "state.json").read_text())["epochs_done"] == PRUNE_AWARE.epochs
+    assert all(torch.equal(v, trained_head[k]) for k, v in load_tensors(out / "prune_aware.safetensors").items())
+    assert again["history"] == prune_aware["cards"][0]["history"]
+
+
+def test_prune_aware_codec_ships_the_trained_head(prune_aware):
+    trained_head = load_tensors(prune_aware["out"] / "prune_aware.safetensors")
+    for codec in prune_aware["codecs"]:
+        assert all(torch.equal(v, trained_head[f"base.{k}"]) for k, v in codec.base.state_dict().items())
+        image = torch.rand(3, 32, 32)
+        with torch.no_grad():
+            expected = codec.module.logits_from_symbols(codec.module.symbols(codec.base.features(image[None])))[0]
+        assert torch.equal(codec.decode(codec.encode(image)), expected)
+
+
+def test_prune_aware_level_must_match_a_trained_count(tmp_path):
+    with pytest.raises(ValidationError, match="keep_counts"):
+        prune_aware_config(tmp_path, 1, 3, 2)

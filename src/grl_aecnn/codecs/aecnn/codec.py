@@ -1,6 +1,7 @@
 """AECNN as a `Codec`: real bytes through the entropy coder and the framed bitstream.
 
-The shipped codec is one safetensors file (`base.*`: fine-tuned backbone and attention;
+The shipped codec is one safetensors file (`base.*`: fine-tuned backbone and attention, the
+prune-aware head when the run has one;
 `level<L>.*`: each level's recovery, range, tail and entropy model) and one JSON card naming the
 backbone, split and levels.
 """
@@ -12,12 +13,12 @@ from pathlib import Path
 import torch
 
 from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel
-from grl_aecnn.codecs.aecnn.training import BASE_WEIGHTS
+from grl_aecnn.codecs.aecnn.training import device_base_state
 from grl_aecnn.codecs.framed import FramedSymbolCodec
 from grl_aecnn.codecs.shipping import finished_levels, load_entropy, read_shipped, strip_prefix, with_prefix, write_shipped
 from grl_aecnn.entropy import EntropyModel
 from grl_aecnn.nets import count_flops, split_shape
-from grl_aecnn.store import load_module_state, load_tensors, read_json
+from grl_aecnn.store import load_module_state, read_json
 from grl_aecnn.zoo import load_backbone
 
 CODEC_ID = "aecnn"
@@ -58,7 +59,7 @@ def ship_codec(base_dir: str | Path, name: str, zoo_dir: Path | None = None) -> 
     """Collect a trained base and every finished level under `base_dir` into one zoo file and card."""
     base_dir = Path(base_dir)
     base_config = read_json(base_dir / "base_config.json")
-    tensors = with_prefix(load_tensors(base_dir / BASE_WEIGHTS), "base.")
+    tensors = with_prefix(device_base_state(base_dir), "base.")
     levels = []
     for card, level_tensors in finished_levels(base_dir):
         tensors.update(level_tensors)

@@ -6,7 +6,9 @@ Data flow for one compression level (k kept channels, b bits):
     server:  symbols -> dequantize -> FeatureRecovery (k -> C channels) -> level tail -> logits
 
 The attention module is fine-tuned with the backbone (stage 1) and shared by all levels; each level
-has its own kept-channel set, quantization range, recovery network and fine-tuned tail.
+has its own kept-channel set, quantization range, recovery network and fine-tuned tail. With the
+prune-aware stage (`PruneAwareHead`), the shared head is then trained further to concentrate the
+content in the top-ranked channels, for every level's kept count at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-from grl_aecnn.entropy import dequantize, quantize, quantize_ste
+from grl_aecnn.entropy import dequantize, fit_channel_range, quantize, quantize_ste
 from grl_aecnn.nets import SplitNet, split_shape
 
 
@@ -128,3 +130,46 @@ class AecnnBase(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.tail(self.features(x), self.split)
+
+
+class PruneAwareHead(nn.Module):
+    """The shared device head trained so that the top-k channels of a fixed ranking carry the content.
+
+    `base` holds the head and attention being trained. The server side is one `AecnnLevel` per kept
+    count k (recovery network and its own copy of the stage-1 tail), receiving channels order[:k], so
+    the kept sets are nested and every tail's batch-norm statistics come from its own k only (one
+    shared tail would average them over the masked batches). Quantization runs in the loop on a
+    per-channel range taken from the batch while training and from its running average (`lo`, `hi`,
+    like batch-norm statistics) in eval mode.
+    """
+
+    def __init__(self, base: AecnnBase, order: list[int], keep_counts: list[int], bits: int, hidden: int,
+                 range_quantiles: tuple[float, float], range_momentum: float = 0.1):
+        super().__init__()
+        self.base = base
+        self.bits = bits
+        self.range_quantiles = range_quantiles
+        self.range_momentum = range_momentum
+        self.servers = nn.ModuleDict({
+            str(k): AecnnLevel(base.backbone, base.split, torch.tensor(order[:k]), bits, base.channels, hidden)
+            for k in keep_counts})
+        for server in self.servers.values():
+            # Only the tail of each copy is used and learns; the device head is `base`.
+            for name, param in server.net.named_parameters():
+                param.requires_grad_(name.startswith(server.net.tail_prefixes(base.split)))
+        self.register_buffer("lo", torch.zeros(base.channels))
+        self.register_buffer("hi", torch.ones(base.channels))
+
+    def forward(self, x: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(recovered split tensor, logits) with only the top-`keep` channels sent."""
+        features = self.base.features(x)
+        if self.training:
+            lo, hi = fit_channel_range(features, *self.range_quantiles)
+            self.lo.lerp_(lo, self.range_momentum)
+            self.hi.lerp_(hi, self.range_momentum)
+        else:
+            lo, hi = self.lo, self.hi
+        server = self.servers[str(keep)]
+        kept = quantize_ste(features[:, server.keep], lo[server.keep], hi[server.keep], self.bits)
+        recovered = server.recovery(kept)
+        return recovered, server.tail(recovered)

@@ -8,23 +8,37 @@
   4. Per level, recovery and tail fine-tuned with straight-through quantization in the loop; then
      the entropy model is fitted on the training set's symbols.
 
+With `base.prune_aware` set, two steps come between stages 1 and 2:
+
+  1a. The channel ranking is fixed from the stage-1 attention weights averaged over the training set
+      (stored in ranking.json; every later step and level uses it, never a re-ranking).
+  1b. Prune-aware head training: per batch a kept count k is drawn from the levels' counts, only
+      channels ranking[:k] are sent (quantized in the loop), and k's own recovery network and copy of
+      the stage-1 tail classify them; head, attention and every k's recovery and tail learn from
+      distillation of the stage-1 model + cross-entropy. A tail only ever sees its own k, so its
+      batch-norm statistics are never a mixture over kept counts. Stage 2 then caches the new head's
+      features with the stage-1 model's logits as the teacher, and each level starts from the
+      recovery network and tail trained here for its k.
+
 Stages 1-2 are shared by every level and live in `base.output_dir`; a level config that names a
 different base refuses to reuse them. Every stage continues from its checkpoint when run again.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
-from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel
-from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, QuantizedLevelConfig, SgdStage,
-                                       cache_split_features, cached_top1, check_or_write_base_config, fit_entropy,
-                                       make_sgd, split_loss, train_cached_stage)
+from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel, PruneAwareHead
+from grl_aecnn.codecs.shipping import strip_prefix
+from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, LossWeights, QuantizedLevelConfig,
+                                       SgdStage, cache_split_features, cached_top1, check_or_write_base_config,
+                                       fit_entropy, make_sgd, map_batches, split_loss, train_cached_stage)
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import iterate_batches, load_dataset
 from grl_aecnn.entropy import fit_channel_range
@@ -36,6 +50,29 @@ from grl_aecnn.zoo import load_backbone, load_card
 
 BASE_WEIGHTS = "base.safetensors"
 IMPORTANCE_FILE = "importance.json"
+RANKING_FILE = "ranking.json"
+PRUNE_AWARE_WEIGHTS = "prune_aware.safetensors"
+
+
+class PruneAwareStage(SgdStage):
+    """Step 1b: the shared head trained for every level's kept count (see the module docstring)."""
+
+    keep_counts: list[PositiveInt] = Field(description="kept counts drawn per batch: the levels' keep_channels")
+    keep_weights: list[float] = Field(description="relative draw probability of each kept count")
+    bits: int = Field(2, ge=1, le=8, description="quantization in the loop")
+    recovery_hidden: PositiveInt = 32
+    range_quantiles: tuple[float, float] = (0.0, 0.999)
+    loss: LossWeights = LossWeights(feature_mse=0.0)
+    eval_keep: PositiveInt = Field(4, description="kept count whose test top-1 is reported after each epoch")
+    eval_images: PositiveInt = Field(2000, description="test images of that per-epoch report")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PruneAwareStage:
+        if len(self.keep_weights) != len(self.keep_counts) or min(self.keep_weights, default=0) <= 0:
+            raise ValueError("keep_weights needs one positive weight per entry of keep_counts")
+        if self.eval_keep not in self.keep_counts:
+            raise ValueError(f"eval_keep {self.eval_keep} is not one of keep_counts {self.keep_counts}")
+        return self
 
 
 class AecnnBaseConfig(StrictModel):
@@ -50,6 +87,7 @@ class AecnnBaseConfig(StrictModel):
     train_limit: PositiveInt | None = None
     test_limit: PositiveInt | None = None
     output_dir: str = "runs/codecs/aecnn-resnet20-cifar10"
+    prune_aware: PruneAwareStage | None = Field(None, description="steps 1a-1b; None: the plain recipe")
 
 
 class AecnnLevelConfig(QuantizedLevelConfig):
@@ -61,6 +99,17 @@ class AecnnLevelConfig(QuantizedLevelConfig):
     base: AecnnBaseConfig = AecnnBaseConfig()
     recovery: SgdStage = SgdStage(epochs=1, lr=0.05, batch_size=256)
     finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
+
+    @model_validator(mode="after")
+    def _trained_by_the_prune_aware_head(self) -> AecnnLevelConfig:
+        # The level starts from the recovery network the prune-aware head trained for its kept count.
+        stage = self.base.prune_aware
+        if stage is not None and (self.keep_channels not in stage.keep_counts
+                                  or self.recovery_hidden != stage.recovery_hidden):
+            raise ValueError(f"level {self.level}: keep_channels {self.keep_channels} must be one of "
+                             f"base.prune_aware.keep_counts {stage.keep_counts} and recovery_hidden "
+                             f"{self.recovery_hidden} must equal its recovery_hidden {stage.recovery_hidden}")
+        return self
 
 
 def train_attention(cfg: AecnnBaseConfig, show_progress: bool = True) -> AecnnBase:
@@ -92,8 +141,95 @@ def train_attention(cfg: AecnnBaseConfig, show_progress: bool = True) -> AecnnBa
     return base.eval()
 
 
-def importance_and_cache(cfg: AecnnBaseConfig, base: AecnnBase) -> tuple[list[int], dict[str, torch.Tensor]]:
-    """Stage 2: channel order by mean attention weight, and the cached split features."""
+def rank_channels(weights: torch.Tensor) -> list[int]:
+    """Channel indices by mean attention weight over the images (rows of `weights`), largest first."""
+    return torch.argsort(weights.mean(0), descending=True, stable=True).tolist()
+
+
+def fixed_ranking(cfg: AecnnBaseConfig, base: AecnnBase) -> list[int]:
+    """Step 1a: the ranking of the stage-1 attention, computed once and stored (resumes from ranking.json)."""
+    out = Path(cfg.output_dir)
+    if (out / RANKING_FILE).exists():
+        return read_json(out / RANKING_FILE)["order"]
+    base.eval()
+    dataset = load_card(cfg.backbone)["dataset"]["name"]
+    train_set = load_dataset(dataset, "train").take(cfg.train_limit)
+    weights = map_batches(train_set, lambda x: {"w": base.attention.weights(base.backbone.head(x, base.split))})["w"]
+    order = rank_channels(weights)
+    atomic_write_json(out / RANKING_FILE, {"order": order, "mean_attention": weights.mean(0).tolist(),
+                                           "source": "stage-1 attention", "train_checksum": train_set.checksum})
+    return order
+
+
+def train_prune_aware(cfg: AecnnBaseConfig, base: AecnnBase, order: list[int],
+                      show_progress: bool = True) -> PruneAwareHead:
+    """Step 1b (resumes a partial run; returns at once when done). `base` (stage 1) is the teacher
+    and stays unchanged; the returned head holds a trained copy."""
+    out = Path(cfg.output_dir)
+    stage = cfg.prune_aware
+    head = PruneAwareHead(copy.deepcopy(base), order, stage.keep_counts, stage.bits, stage.recovery_hidden,
+                          stage.range_quantiles)
+    if (out / PRUNE_AWARE_WEIGHTS).exists():
+        load_module_state(head, load_tensors(out / PRUNE_AWARE_WEIGHTS), str(out / PRUNE_AWARE_WEIGHTS))
+        return head.eval()
+    teacher = base.eval().requires_grad_(False)
+    dataset = load_card(cfg.backbone)["dataset"]["name"]
+    train_set = load_dataset(dataset, "train").take(cfg.train_limit)
+    test_set = load_dataset(dataset, "test").take(min(stage.eval_images, cfg.test_limit or stage.eval_images))
+    # The running range starts from the stage-1 features, so the first evaluations are meaningful.
+    with torch.no_grad():
+        sample = map_batches(train_set.take(2000), lambda x: {"f": teacher.features(x)})["f"]
+    head.lo, head.hi = fit_channel_range(sample, *stage.range_quantiles)
+    torch.manual_seed(cfg.seed)
+    steps_per_epoch = math.ceil(len(train_set) / stage.batch_size)
+    params = [p for p in head.parameters() if p.requires_grad]
+    optimizer, scheduler = make_sgd(params, stage, stage.epochs * steps_per_epoch)
+    loop = EpochLoop(out / "stage1b", cfg.model_dump(mode="json"), head, optimizer, scheduler, stage.epochs,
+                     steps_per_epoch, cfg.seed, "stage 1b: prune-aware head")
+    draw = torch.tensor(stage.keep_weights, dtype=torch.float64)
+
+    def train_epoch(epoch, generator, on_step) -> float:
+        def loss_of(batch) -> tuple[torch.Tensor, int]:
+            x, y = batch
+            keep = stage.keep_counts[int(torch.multinomial(draw, 1, generator=generator))]
+            with torch.no_grad():
+                target = teacher.features(x)
+                teacher_logits = teacher.backbone.tail(target, teacher.split)
+            recovered, logits = head(x, keep)
+            return split_loss(stage.loss, recovered, target, logits, teacher_logits, y), len(y)
+
+        batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
+        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
+
+    loop.run(train_epoch, lambda: evaluate_head(head, test_set, stage.eval_keep),
+             resume=(out / "stage1b" / STATE_FILE).exists(), show_progress=show_progress)
+    save_tensors(out / PRUNE_AWARE_WEIGHTS, head.state_dict())
+    return head.eval()
+
+
+@torch.no_grad()
+def evaluate_head(head: PruneAwareHead, data, keep: int) -> float:
+    """Top-1 of the prune-aware head (eval mode) sending its top-`keep` channels."""
+    was_training = head.training
+    head.eval()
+    correct = 0
+    for x, y in iterate_batches(data, 500):
+        correct += int((head(x, keep)[1].argmax(1) == y).sum())
+    head.train(was_training)
+    return correct / len(data)
+
+
+def device_base_state(out: Path) -> dict[str, torch.Tensor]:
+    """The head and attention the device runs: the prune-aware head when there is one, else stage 1's."""
+    if (out / PRUNE_AWARE_WEIGHTS).exists():
+        return strip_prefix(load_tensors(out / PRUNE_AWARE_WEIGHTS), "base.")
+    return load_tensors(out / BASE_WEIGHTS)
+
+
+def importance_and_cache(cfg: AecnnBaseConfig, base: AecnnBase, teacher: AecnnBase | None = None,
+                         fixed_order: list[int] | None = None) -> tuple[list[int], dict[str, torch.Tensor]]:
+    """Stage 2: channel order (by mean attention weight, or `fixed_order`), and the cached split features
+    with the logits of `teacher` (default: `base` itself, uncompressed) as the distillation target."""
     out = Path(cfg.output_dir)
     if (out / IMPORTANCE_FILE).exists() and (out / CACHE_FILE).exists():
         return read_json(out / IMPORTANCE_FILE)["order"], load_tensors(out / CACHE_FILE)
@@ -106,14 +242,15 @@ def importance_and_cache(cfg: AecnnBaseConfig, base: AecnnBase) -> tuple[list[in
         z = base.backbone.head(x, base.split)
         w = base.attention.weights(z)
         f = z * w[:, :, None, None]
-        return {"features": f.half(), "teacher": base.backbone.tail(f, base.split), "weights": w}
+        logits = base.backbone.tail(f, base.split) if teacher is None else teacher(x)
+        return {"features": f.half(), "teacher": logits, "weights": w}
 
     cache, train = cache_split_features(attended, train_set, test_set, cfg.cache_mirrored)
-    importance = train["weights"].mean(0)
-    order = torch.argsort(importance, descending=True, stable=True).tolist()
+    order = rank_channels(train["weights"]) if fixed_order is None else fixed_order
     save_tensors(out / CACHE_FILE, cache)
     atomic_write_json(out / IMPORTANCE_FILE, {
-        "order": order, "mean_attention": importance.tolist(),
+        "order": order, "order_source": "this head's attention" if fixed_order is None else RANKING_FILE,
+        "mean_attention": train["weights"].mean(0).tolist(),
         "uncompressed_with_attention_top1": float((cache["test_teacher"].argmax(1) == cache["test_labels"]).float().mean()),
         "train_checksum": train_set.checksum, "test_checksum": test_set.checksum,
     })
@@ -125,7 +262,7 @@ def level_top1(level: AecnnLevel, cache: dict, quantized: bool) -> float:
 
 
 def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, stage: SgdStage, name: str,
-                       quantized: bool, params, show_progress: bool) -> list[dict]:
+                       quantized: bool, train_tail: bool, params, show_progress: bool) -> list[dict]:
     def loss_of(batch) -> torch.Tensor:
         f, teacher, y = batch
         recovered = level.reconstruct(f, quantized)
@@ -134,31 +271,43 @@ def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, st
     # Stage 3 keeps the tail fixed, its BN statistics included.
     return train_cached_stage(cfg.level_dir / name, cfg.model_dump(mode="json"), level, cache, stage, params, loss_of,
                               cfg.base.seed, f"level {cfg.level} {name}", lambda: level_top1(level, cache, quantized),
-                              frozen_modules=() if quantized else (level.net,), show_progress=show_progress)
+                              frozen_modules=() if train_tail else (level.net,), show_progress=show_progress)
 
 
 def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
-    """All four stages for one level; returns the level card (also written to level.json)."""
+    """All stages for one level (1-4, with 1a-1b when `base.prune_aware` is set); returns the level card
+    (also written to level.json)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     Path(cfg.base.output_dir).mkdir(parents=True, exist_ok=True)
     check_or_write_base_config(cfg.base, Path(cfg.base.output_dir))
     base = train_attention(cfg.base, show_progress)
-    order, cache = importance_and_cache(cfg.base, base)
     if cfg.keep_channels > base.channels:
         raise CheckpointError(f"keep_channels {cfg.keep_channels} > {base.channels} channels at {cfg.base.split}")
+    prune_aware = cfg.base.prune_aware
+    if prune_aware is None:
+        order, cache = importance_and_cache(cfg.base, base)
+    else:
+        ranking = fixed_ranking(cfg.base, base)
+        head = train_prune_aware(cfg.base, base, ranking, show_progress)
+        order, cache = importance_and_cache(cfg.base, head.base, teacher=base, fixed_order=ranking)
+        base = head.base
     torch.manual_seed(cfg.base.seed + cfg.level)
     keep = torch.tensor(order[:cfg.keep_channels])
     level = AecnnLevel(base.backbone, cfg.base.split, keep, cfg.bits, base.channels, cfg.recovery_hidden)
-    level.net.requires_grad_(False)  # stage 3 trains the recovery network only
-    stage3 = _train_level_stage(cfg, level, cache, cfg.recovery, "stage3", False, level.recovery.parameters(),
-                                show_progress)
+    if prune_aware is not None:
+        # Its recovery network and tail; the level's (unused) head copy stays the new head.
+        level.load_state_dict({**level.state_dict(), **head.servers[str(cfg.keep_channels)].tail_state()})
     # The quantization range comes from the training features of the kept channels.
     sample = cache["train_features"][:20000, keep].float()
     level.lo, level.hi = fit_channel_range(sample, *cfg.range_quantiles)
+    level.net.requires_grad_(False)  # stage 3 trains the recovery network only
+    # A recovery network from the prune-aware head was trained on quantized input: keep it so.
+    stage3 = _train_level_stage(cfg, level, cache, cfg.recovery, "stage3", prune_aware is not None, False,
+                                level.recovery.parameters(), show_progress)
     tail_keys = level.tail_state().keys()
     tail_params = [p.requires_grad_(True) for k, p in level.named_parameters() if k.startswith("net.") and k in tail_keys]
-    stage4 = _train_level_stage(cfg, level, cache, cfg.finetune, "stage4", True,
+    stage4 = _train_level_stage(cfg, level, cache, cfg.finetune, "stage4", True, True,
                                 list(level.recovery.parameters()) + tail_params, show_progress)
     level.eval()
     entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits, cfg.context_model)
