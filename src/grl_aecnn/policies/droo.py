@@ -26,8 +26,8 @@ class FlatActor(nn.Module):
         self.n_md, self.n_es, self.n_options = n_md, n_es, n_options
         self.n_actions = 1 + n_es * n_options
         self.net = Chain(nn.Linear(4 * n_md + n_md * n_es + n_es, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden * 2 // 3), nn.ReLU(),
-                                 nn.Linear(hidden * 2 // 3, n_md * self.n_actions))
+                         nn.Linear(hidden, hidden * 2 // 3), nn.ReLU(),
+                         nn.Linear(hidden * 2 // 3, n_md * self.n_actions))
 
     def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """(B N, 1 + M K) logits, disallowed actions at -1e9."""

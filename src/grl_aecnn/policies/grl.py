@@ -139,8 +139,9 @@ def slot_graph(obs: Observation, plan: Plan) -> SlotGraph:
     value = np.concatenate([np.concatenate([(1 / deg_md)[:, None], norm], 1).ravel(),
                             np.concatenate([norm.T, (1 / deg_es)[:, None]], 1).ravel()])
     return SlotGraph(x=torch.from_numpy(node_features(obs)), adj=_csr(crow, col, torch.from_numpy(value), n + m),
-                pair_index=pair_index, pair_attr=torch.from_numpy(pair_attr), act_feat=torch.from_numpy(plan.features),
-                mask=torch.from_numpy(plan.mask), has_task=torch.from_numpy(obs.has_task))
+                     pair_index=pair_index, pair_attr=torch.from_numpy(pair_attr),
+                     act_feat=torch.from_numpy(plan.features), mask=torch.from_numpy(plan.mask),
+                     has_task=torch.from_numpy(obs.has_task))
 
 
 class Chain(nn.Sequential):
