@@ -41,17 +41,16 @@ def timed(policies: dict, scenario: Scenario, profile, slots: int, seed: int) ->
         pol.act(sim.observe())  # warm-up (lazy imports, first allocations)
     wall = {name: [] for name in names}
     cpu = {name: [] for name in names}
+    actions: dict = {}
     for slot in range(slots):
         obs = sim.observe()
         for j in range(len(names)):
             name = names[(slot + j) % len(names)]
             t0, c0 = time.perf_counter(), time.thread_time()
-            actions = policies[name].act(obs)
+            actions[name] = policies[name].act(obs)
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.thread_time() - c0)
-            if name == "greedy":
-                step = actions
-        sim.step(step)
+        sim.step(actions["greedy"])
     q = lambda xs: [1e3 * float(v) for v in np.percentile(xs, [50, 25, 75])]  # noqa: E731
     return {name: dict(zip(("wall_ms", "wall_p25_ms", "wall_p75_ms", "cpu_ms", "cpu_p25_ms", "cpu_p75_ms"),
                            q(wall[name]) + q(cpu[name]))) for name in names}
