@@ -264,3 +264,44 @@ def test_prune_aware_codec_ships_the_trained_head(prune_aware):
 def test_prune_aware_level_must_match_a_trained_count(tmp_path):
     with pytest.raises(ValidationError, match="keep_counts"):
         prune_aware_config(tmp_path, 1, 3, 2)
+
+
+@pytest.fixture(scope="module")
+def own_head(prune_aware):
+    """Level 2 of the prune-aware run given stage 5 afterwards: its own head, trained end to end."""
+    tmp, out = prune_aware["tmp"], prune_aware["out"]
+    cfg = prune_aware_config(out, 2, 2, 2).model_copy(update={"device_finetune": ONE_EPOCH})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
+        mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
+        card = train_level(cfg, show_progress=False)
+        ship_codec(out, "aecnn-own-head-tiny-resnet20")
+        yield {"card": card, "codecs": load_codecs("aecnn-own-head-tiny-resnet20"), "before": prune_aware["cards"][1]}
+
+
+def test_device_finetune_resumes_stages_3_4_and_adds_stage_5(own_head):
+    card, before = own_head["card"], own_head["before"]
+    # Stages 3-4 were finished under the same settings: resumed, not retrained.
+    assert card["history"]["stage3"] == before["history"]["stage3"]
+    assert card["history"]["stage4"] == before["history"]["stage4"]
+    assert len(card["history"]["stage5"]) == ONE_EPOCH.epochs and card["own_device_head"]
+    assert card["test_top1_tensor_path"] == card["history"]["stage5"][-1]["test_top1"]
+
+
+def test_level_with_its_own_head_ships_and_encodes_with_it(own_head, prune_aware):
+    shared, own = own_head["codecs"]
+    shared_head = load_tensors(prune_aware["out"] / "prune_aware.safetensors")
+    level_head = load_tensors(prune_aware["out"] / "level002" / "level.safetensors")
+    # Level 1 still runs the shared head; level 2 its own, which stage 5 moved away from the shared one.
+    assert all(torch.equal(v, shared_head[f"base.{k}"]) for k, v in shared.base.state_dict().items())
+    own_state = own.base.state_dict()
+    device_keys = [k[len("device."):] for k in level_head if k.startswith("device.")]
+    assert device_keys and all(torch.equal(own_state[k], level_head[f"device.{k}"]) for k in device_keys)
+    assert not all(torch.equal(own_state[k], shared_head[f"base.{k}"]) for k in device_keys)
+    # Only the head and attention are stored: the backbone's tail is server-side.
+    tail = tuple(f"backbone.{p}" for p in own.base.backbone.tail_prefixes("layer2"))
+    assert "backbone.stages.layer3." in tail and not any(k.startswith(tail) for k in device_keys)
+    image = torch.rand(3, 32, 32)
+    with torch.no_grad():
+        expected = own.module.logits_from_symbols(own.module.symbols(own.base.features(image[None])))[0]
+    assert torch.equal(own.decode(own.encode(image)), expected)

@@ -1,13 +1,14 @@
 """AECNN as a `Codec`: real bytes through the entropy coder and the framed bitstream.
 
 The shipped codec is one safetensors file (`base.*`: fine-tuned backbone and attention, the
-prune-aware head when the run has one;
-`level<L>.*`: each level's recovery, range, tail and entropy model) and one JSON card naming the
-backbone, split and levels.
+prune-aware head when the run has one; `level<L>.*`: each level's recovery, range, tail and entropy
+model, and `level<L>.device.*` the level's own head and attention where stage 5 trained one) and
+one JSON card naming the backbone, split and levels.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -64,7 +65,8 @@ def ship_codec(base_dir: str | Path, name: str, zoo_dir: Path | None = None) -> 
     for card, level_tensors in finished_levels(base_dir):
         tensors.update(level_tensors)
         levels.append({k: card[k] for k in ("level", "keep_channels", "bits", "keep", "recovery_hidden", "entropy",
-                                            "entropy_bits_per_symbol", "test_top1_tensor_path")})
+                                            "entropy_bits_per_symbol", "test_top1_tensor_path")}
+                      | {"own_device_head": card.get("own_device_head", False)})
     return write_shipped(name, tensors, {
         "codec": CODEC_ID, "backbone": base_config["backbone"], "split": base_config["split"],
         "reduction": base_config["reduction"], "base_config": base_config,
@@ -83,9 +85,15 @@ def load_codecs(name: str, zoo_dir: Path | None = None) -> list[AecnnCodec]:
         prefix = f"level{spec['level']}."
         module = AecnnLevel(base.backbone, card["split"], torch.tensor(spec["keep"]), spec["bits"], base.channels,
                             spec["recovery_hidden"])
-        own = {k: v for k, v in strip_prefix(tensors, prefix).items() if not k.startswith("entropy.")}
+        own = {k: v for k, v in strip_prefix(tensors, prefix).items() if not k.startswith(("entropy.", "device."))}
         # The level's head copy is never used; fill it from the base so the state is complete.
         full = {**with_prefix(base.backbone.state_dict(), "net."), **own}
         load_module_state(module, full, f"{weights} level {spec['level']}")
-        codecs.append(AecnnCodec(base, module, spec["level"], load_entropy(tensors, prefix + "entropy.", spec["entropy"])))
+        device = strip_prefix(tensors, prefix + "device.")
+        if device:
+            # Stage 5's own head and attention; the unused backbone tail is filled from the base.
+            level_base = copy.deepcopy(base)
+            load_module_state(level_base, {**base.state_dict(), **device}, f"{weights} level {spec['level']} device")
+        codecs.append(AecnnCodec(level_base if device else base, module, spec["level"],
+                                 load_entropy(tensors, prefix + "entropy.", spec["entropy"])))
     return codecs

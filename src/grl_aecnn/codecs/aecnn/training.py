@@ -7,6 +7,11 @@
      distillation from the uncompressed model's logits + cross-entropy.
   4. Per level, recovery and tail fine-tuned with straight-through quantization in the loop; then
      the entropy model is fitted on the training set's symbols.
+  5. Optional (`device_finetune`), per level: the level gets its own copy of the device head and
+     attention, trained end to end on augmented images with its recovery network and tail,
+     quantization in the loop on the level's fixed range (distillation from the stage-1 model +
+     cross-entropy). The shared head serves every kept count at once; this one serves only this
+     level's. The entropy model is then fitted on the symbols of the level's own head.
 
 With `base.prune_aware` set, two steps come between stages 1 and 2:
 
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from pydantic import Field, PositiveInt, model_validator
 
 from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel, PruneAwareHead
@@ -99,6 +105,8 @@ class AecnnLevelConfig(QuantizedLevelConfig):
     base: AecnnBaseConfig = AecnnBaseConfig()
     recovery: SgdStage = SgdStage(epochs=1, lr=0.05, batch_size=256)
     finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
+    device_finetune: SgdStage | None = Field(None, description="stage 5: the level's own head and attention, "
+                                                               "end to end on images; None: the shared head")
 
     @model_validator(mode="after")
     def _trained_by_the_prune_aware_head(self) -> AecnnLevelConfig:
@@ -268,10 +276,76 @@ def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, st
         recovered = level.reconstruct(f, quantized)
         return split_loss(cfg.loss, recovered, f, level.tail(recovered), teacher, y)
 
-    # Stage 3 keeps the tail fixed, its BN statistics included.
-    return train_cached_stage(cfg.level_dir / name, cfg.model_dump(mode="json"), level, cache, stage, params, loss_of,
+    # Stage 3 keeps the tail fixed, its BN statistics included. Stage 5's settings do not touch these
+    # stages, so adding stage 5 to a finished level resumes them as they are.
+    config = cfg.model_dump(mode="json", exclude={"device_finetune"})
+    return train_cached_stage(cfg.level_dir / name, config, level, cache, stage, params, loss_of,
                               cfg.base.seed, f"level {cfg.level} {name}", lambda: level_top1(level, cache, quantized),
                               frozen_modules=() if train_tail else (level.net,), show_progress=show_progress)
+
+
+class DeviceAndLevel(nn.Module):
+    """Stage 5's trainee: the level's own device head and attention, and the level's server side."""
+
+    def __init__(self, device: AecnnBase, level: AecnnLevel):
+        super().__init__()
+        self.device = device
+        self.level = level
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(recovered split tensor, logits) through quantization in the loop."""
+        recovered = self.level.reconstruct(self.device.features(x), quantized=True)
+        return recovered, self.level.tail(recovered)
+
+    def device_state(self) -> dict[str, torch.Tensor]:
+        """The tensors the device runs: head and attention (the backbone's tail belongs to the server)."""
+        tail = tuple(f"backbone.{p}" for p in self.device.backbone.tail_prefixes(self.device.split))
+        return {k: v for k, v in self.device.state_dict().items() if not k.startswith(tail)}
+
+
+@torch.no_grad()
+def image_top1(model: DeviceAndLevel, data) -> float:
+    """Top-1 of the device head + level (eval mode) on images, tensor path."""
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model(x)[1].argmax(1) == y).sum()) for x, y in iterate_batches(data, 500))
+    model.train(was_training)
+    return correct / len(data)
+
+
+def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: AecnnBase,
+                      show_progress: bool = True) -> list[dict]:
+    """Stage 5 (resumes a partial run): head, attention, recovery and tail of one level, end to end."""
+    stage = cfg.device_finetune
+    dataset = load_card(cfg.base.backbone)["dataset"]["name"]
+    train_set = load_dataset(dataset, "train").take(cfg.base.train_limit)
+    test_set = load_dataset(dataset, "test").take(cfg.base.test_limit)
+    teacher = teacher.eval().requires_grad_(False)
+    server_tail = tuple(f"level.net.{p}" for p in model.level.net.tail_prefixes(cfg.base.split))
+    params = [p.requires_grad_(True) for k, p in model.named_parameters()
+              if k.startswith(("device.", "level.recovery.") + server_tail)]
+    torch.manual_seed(cfg.base.seed + cfg.level)
+    steps_per_epoch = math.ceil(len(train_set) / stage.batch_size)
+    optimizer, scheduler = make_sgd(params, stage, stage.epochs * steps_per_epoch)
+    out = cfg.level_dir / "stage5"
+    loop = EpochLoop(out, cfg.model_dump(mode="json"), model, optimizer, scheduler, stage.epochs, steps_per_epoch,
+                     cfg.base.seed, f"level {cfg.level} stage5")
+
+    def train_epoch(epoch, generator, on_step) -> float:
+        def loss_of(batch) -> tuple[torch.Tensor, int]:
+            x, y = batch
+            with torch.no_grad():
+                target = teacher.features(x)
+                teacher_logits = teacher.backbone.tail(target, teacher.split)
+            recovered, logits = model(x)
+            return split_loss(cfg.loss, recovered, target, logits, teacher_logits, y), len(y)
+
+        batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
+        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
+
+    history, _ = loop.run(train_epoch, lambda: image_top1(model, test_set), resume=(out / STATE_FILE).exists(),
+                          show_progress=show_progress)
+    return history
 
 
 def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
@@ -285,6 +359,7 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
     if cfg.keep_channels > base.channels:
         raise CheckpointError(f"keep_channels {cfg.keep_channels} > {base.channels} channels at {cfg.base.split}")
     prune_aware = cfg.base.prune_aware
+    teacher = base
     if prune_aware is None:
         order, cache = importance_and_cache(cfg.base, base)
     else:
@@ -309,16 +384,29 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
     tail_params = [p.requires_grad_(True) for k, p in level.named_parameters() if k.startswith("net.") and k in tail_keys]
     stage4 = _train_level_stage(cfg, level, cache, cfg.finetune, "stage4", True, True,
                                 list(level.recovery.parameters()) + tail_params, show_progress)
-    level.eval()
-    entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits, cfg.context_model)
-    save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.tail_state(),
+    history = {"stage3": stage3, "stage4": stage4}
+    own_device = {}
+    if cfg.device_finetune is None:
+        level.eval()
+        top1 = level_top1(level, cache, quantized=True)
+        train_features = cache["train_features"]
+    else:
+        model = DeviceAndLevel(copy.deepcopy(base), level)
+        history["stage5"] = train_device_head(cfg, model, teacher, show_progress)
+        model.eval()
+        top1 = history["stage5"][-1]["test_top1"]
+        own_device = {f"device.{k}": v for k, v in model.device_state().items()}
+        dataset = load_card(cfg.base.backbone)["dataset"]["name"]
+        train_set = load_dataset(dataset, "train").take(cfg.base.train_limit)
+        train_features = map_batches(train_set, lambda x: {"f": model.device.features(x).half()})["f"]
+    entropy, code_length = fit_entropy(level.symbols, train_features, cfg.bits, cfg.context_model)
+    save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.tail_state(), **own_device,
                                                  **{f"entropy.{k}": v for k, v in entropy.to_tensors().items()}})
     card = {
         "level": cfg.level, "keep_channels": cfg.keep_channels, "bits": cfg.bits, "keep": keep.tolist(),
         "recovery_hidden": cfg.recovery_hidden, "entropy": entropy.metadata(),
-        "entropy_bits_per_symbol": code_length,
-        "test_top1_tensor_path": level_top1(level, cache, quantized=True),
-        "history": {"stage3": stage3, "stage4": stage4}, "config": cfg.model_dump(mode="json"),
+        "entropy_bits_per_symbol": code_length, "own_device_head": cfg.device_finetune is not None,
+        "test_top1_tensor_path": top1, "history": history, "config": cfg.model_dump(mode="json"),
     }
     atomic_write_json(cfg.level_dir / LEVEL_CARD, card)
     return card
