@@ -79,7 +79,11 @@ def dof_needed(t: EsTasks, r: EsResources) -> np.ndarray:
 def power_rule(beta: np.ndarray, u: np.ndarray, t: EsTasks, r: EsResources) -> np.ndarray:
     """p = min(P_max, E~ beta B / u): full power unless the energy budget binds."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        p_e = np.where(np.isfinite(u) & (u > 0), np.maximum(t.energy_left_j, 0.0) * beta * r.bandwidth_hz / u, 0.0)
+        return _power_rule(beta, u, t, r)
+
+
+def _power_rule(beta: np.ndarray, u: np.ndarray, t: EsTasks, r: EsResources) -> np.ndarray:
+    p_e = np.where(np.isfinite(u) & (u > 0), np.maximum(t.energy_left_j, 0.0) * beta * r.bandwidth_hz / u, 0.0)
     return np.where(beta > 0, np.minimum(r.p_max_w, p_e), 0.0)
 
 
@@ -104,8 +108,12 @@ def _upload_time(beta, power, t: EsTasks, r: EsResources) -> np.ndarray:
 def evaluate(beta, phi, power, t: EsTasks, r: EsResources):
     """(success bool, upload s, server s, transmit energy J) of each task under an allocation."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_up = _upload_time(beta, power, t, r)
-        t_srv = np.where(phi > 0, t.server_flops / (np.asarray(phi, float) * r.flops), np.inf)
+        return _evaluate(beta, phi, power, t, r)
+
+
+def _evaluate(beta, phi, power, t: EsTasks, r: EsResources):
+    t_up = _upload_time(beta, power, t, r)
+    t_srv = np.where(phi > 0, t.server_flops / (np.asarray(phi, float) * r.flops), np.inf)
     finite = np.isfinite(t_up)
     e_tx = np.where(finite, power * np.where(finite, t_up, 0.0), np.inf)
     ok = (t_up + t_srv <= t.slack_s * (1 + TOL) + 1e-12) & (e_tx <= t.energy_left_j * (1 + TOL) + 1e-15)
@@ -164,16 +172,15 @@ def _all_masks(n: int) -> np.ndarray:
 
 def _phi_table(grid: np.ndarray, u: np.ndarray, t: EsTasks, r: EsResources, flops) -> np.ndarray:
     """phi_i(beta) on the grid for every task (rows), inf where the deadline cannot be met; the same
-    arithmetic as `min_upload_time` (h) and phi = c / (F (s - h))."""
+    arithmetic as `min_upload_time` (h) and phi = c / (F (s - h)). Runs under `solve_many`'s errstate."""
     w = grid * r.bandwidth_hz
     a = r.p_max_w * t.gain[:, None] / r.n0_w_hz
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate_p = w * np.log2(1.0 + a / w)
-        t_p = np.where(rate_p > 0, t.payload[:, None] / rate_p, np.inf)
-        t_e = u[:, None] / w
-        t_p = np.where(t.symbols[:, None], 0.0, t_p)
-        room = t.slack_s[:, None] - np.maximum(t_p, t_e)
-        phi = np.where(room > 0, t.server_flops[:, None] / (flops[:, None] * room), np.inf)
+    rate_p = w * np.log2(1.0 + a / w)
+    t_p = np.where(rate_p > 0, t.payload[:, None] / rate_p, np.inf)
+    t_e = u[:, None] / w
+    t_p = np.where(t.symbols[:, None], 0.0, t_p)
+    room = t.slack_s[:, None] - np.maximum(t_p, t_e)
+    phi = np.where(room > 0, t.server_flops[:, None] / (flops[:, None] * room), np.inf)
     phi[~((t.energy_left_j > 0) & np.isfinite(u))] = np.inf
     return phi
 
@@ -244,6 +251,7 @@ def solve(t: EsTasks, r: EsResources, exact_max: int = 8, grid_points: int | Non
     return solve_many(t, np.zeros(len(t), np.int64), r, exact_max, grid_points, beta_min)
 
 
+@np.errstate(divide="ignore", invalid="ignore")  # inf where a task gets no share (its outcome: failure)
 def equal_shares_many(t: EsTasks, group: np.ndarray, r: EsResources, u: np.ndarray | None = None,
                       n_on: np.ndarray | None = None) -> Allocation:
     """`equal_shares` on every ES at once: beta = phi = 1 / (number of tasks on the task's ES)."""
@@ -252,11 +260,12 @@ def equal_shares_many(t: EsTasks, group: np.ndarray, r: EsResources, u: np.ndarr
         n_on = np.bincount(group)[group] if len(group) else np.zeros(0)
     beta = 1.0 / n_on
     phi = beta.copy()
-    power = power_rule(beta, dof_needed(t, r) if u is None else u, t, r)
-    ok, *_ = evaluate(beta, phi, power, t, r)
+    power = _power_rule(beta, dof_needed(t, r) if u is None else u, t, r)
+    ok, *_ = _evaluate(beta, phi, power, t, r)
     return Allocation(beta, phi, power, ok)
 
 
+@np.errstate(divide="ignore", invalid="ignore")  # inf where a task gets no share; the helpers below run under it
 def solve_many(t: EsTasks, group: np.ndarray, r: EsResources, exact_max: int = 8, grid_points: int | None = None,
                beta_min: float = 1e-5) -> Allocation:
     """`solve` on every ES at once. `group[i]` (int >= 0) is the ES of task i; `r.flops` may be one
@@ -297,7 +306,8 @@ def solve_many(t: EsTasks, group: np.ndarray, r: EsResources, exact_max: int = 8
 
 def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResources, u: np.ndarray, eq: Allocation,
                    exact_max: int, grid_points: int | None, beta_min: float):
-    """(beta, phi, power, served) of `solve_many` without the shortcut; eq: the equal shares."""
+    """(beta, phi, power, served) of `solve_many` without the shortcut; eq: the equal shares. Runs under
+    `solve_many`'s errstate."""
     n = len(t)
     counts = np.bincount(group)
     n_on = counts[group]
@@ -317,8 +327,7 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
         al = ok.any(axis=1)
         start = np.where(al, ok.argmax(axis=1), len(grid) - 1)
         valid = (np.arange(len(grid) - 1)[None, :] >= start[:, None]) & al[:, None]
-        with np.errstate(invalid="ignore"):
-            d_phi = np.where(valid, np.diff(np.where(np.isfinite(phi), phi, 0.0), axis=1), 0.0)
+        d_phi = np.where(valid, np.diff(np.where(np.isfinite(phi), phi, 0.0), axis=1), 0.0)
         eff = -d_phi / dgrid
         keep = valid & (eff > 0)
         ti, tk = np.nonzero(keep)  # task-major, the flat order of the single-ES solver
@@ -410,11 +419,10 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
     # --- spread what is left; more bandwidth or compute never slows a task -------------------------
     sb = np.bincount(group, np.where(serve, beta, 0.0), minlength=len(counts))[group]
     sp = np.bincount(group, np.where(serve, phi, 0.0), minlength=len(counts))[group]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        beta = np.where(serve & (sb > 0), beta / sb, 0.0)
-        phi = np.where(serve & (sp > 0), phi / sp, 0.0)
-    power = power_rule(beta, u, t, r)
-    ok, *_ = evaluate(beta, phi, power, t, r)
+    beta = np.where(serve & (sb > 0), beta / sb, 0.0)
+    phi = np.where(serve & (sp > 0), phi / sp, 0.0)
+    power = _power_rule(beta, u, t, r)
+    ok, *_ = _evaluate(beta, phi, power, t, r)
     # equal shares instead where they serve a heavier set
     use_eq = (np.bincount(group, eq.served * t.weight, minlength=len(counts))
               > np.bincount(group, ok * t.weight, minlength=len(counts)))[group]

@@ -103,6 +103,7 @@ class MecSimulator:
         self.n0 = noise_psd_w_hz(scenario.channel)
         # Per-option facts of the profile, computed once (the profile is immutable).
         self.kinds = profile.kinds
+        self.option_names = tuple(profile.names)
         self.payload_mean = profile.payload.mean(axis=1)
         self.accuracy = profile.accuracy()
         self.snr_accuracy = profile.snr_accuracy()
@@ -115,6 +116,10 @@ class MecSimulator:
         # action -> (ES or -1, profile option), for every action at once
         self._action_es, self._action_opt = decode_actions(np.arange(self.n_actions), scenario.n_es, self.offload,
                                                            self.local)
+        # per-scenario constants of the slot loop (computed once: at N = 10 each NumPy call counts)
+        eps2 = scenario.channel.csi_error_var
+        self._csi_weights = (np.sqrt(1 - eps2), np.sqrt(eps2))  # estimate = w0 x channel + w1 x error
+        self._energy_budget = np.full(scenario.n_md, scenario.device.energy_budget_j)
         for shared in (self.kinds, self.payload_mean, self.accuracy, self.snr_accuracy, self.device_flops,
                        self.server_flops):
             shared.setflags(write=False)  # observations share these arrays; nobody may change them
@@ -189,13 +194,14 @@ class MecSimulator:
                 self._geometry()
             self._large_lin = 10 ** (-(self._path_loss + self._sigma * self.shadow_z) / 10)
         self.gain_true = self._large_lin * self._small(self.scatter)
-        eps2 = ch.csi_error_var
+        w_chan, w_err = self._csi_weights
         base = self.scatter_prev if ch.csi_outdated else self.scatter
-        est = np.sqrt(1 - eps2) * base + np.sqrt(eps2) * complex_normal(self.rng["csi"], base.shape)
+        est = w_chan * base + w_err * complex_normal(self.rng["csi"], base.shape)
         self.gain_est = self._large_lin * self._small(est)
         self.avail_true = self._load_available[self.load_state]
-        self.avail_est = np.clip(self.avail_prev + sc.edge.load_estimate_std * self.rng["load"].standard_normal(sc.n_es),
-                                 0.01, 1.0)
+        # clipped to [0.01, 1] (np.clip's bounds, without its slower wrapper)
+        self.avail_est = np.minimum(np.maximum(
+            self.avail_prev + sc.edge.load_estimate_std * self.rng["load"].standard_normal(sc.n_es), 0.01), 1.0)
         t = self.rng["tasks"]
         n = sc.n_md
         self.has_task = t.random(n) < sc.tasks.arrival_prob
@@ -232,7 +238,7 @@ class MecSimulator:
         g = self.rng["load"]
         stay = g.random(sc.n_es) < sc.edge.load_stay_prob
         other = (self.load_state + 1 + g.integers(max(n_states - 1, 1), size=sc.n_es)) % n_states
-        self.avail_prev = self._load_available[self.load_state]
+        self.avail_prev = self.avail_true  # the availability of the slot that ends
         self.load_state = np.where(stay | (n_states == 1), self.load_state, other)
         self.slot += 1
         self._draw_slot()
@@ -244,7 +250,7 @@ class MecSimulator:
         gain, avail = (self.gain_true, self.avail_true) if perfect else (self.gain_est, self.avail_est)
         return Observation(
             slot=self.slot, has_task=self.has_task.copy(), deadline_s=self.deadline_s.copy(),
-            energy_budget_j=np.full(sc.n_md, sc.device.energy_budget_j), md_flops=self.md_flops.copy(),
+            energy_budget_j=self._energy_budget.copy(), md_flops=self.md_flops.copy(),
             md_j_per_flop=self.md_j_per_flop.copy(), gain_est=gain.copy(), avail_est=np.asarray(avail, float).copy(),
             md_xy=self.md_xy.copy(), es_xy=self.es_xy.copy(), es_bandwidth_hz=sc.edge.bandwidth_hz,
             es_capacity_flops=sc.edge.capacity_flops, p_max_w=sc.device.p_max_w, n0_w_hz=self.n0,
@@ -252,7 +258,7 @@ class MecSimulator:
             option_accuracy=self.accuracy, option_device_flops=self.device_flops,
             option_server_flops=self.server_flops, offload_options=self.offload,
             local_option=self.local, snr_grid_db=p.snr_grid_db, snr_accuracy=self.snr_accuracy,
-            symbols_row=dict(self.symbols_row), option_names=tuple(p.names), perfect=perfect)
+            symbols_row=dict(self.symbols_row), option_names=self.option_names, perfect=perfect)
 
     # ---- one slot ------------------------------------------------------------------------------
     def step(self, actions) -> dict:
@@ -271,15 +277,16 @@ class MecSimulator:
         beta, phi, power = np.zeros(n), np.zeros(n), np.zeros(n)
         ok_off = np.zeros(n, bool)
         correct = p.correct[opt, self.sample].astype(float)
-        idx = np.flatnonzero(self.has_task & (es >= 0))
+        idx = (self.has_task & (es >= 0)).nonzero()[0]
         if len(idx):  # every ES at once: tasks grouped by ES (MD order within an ES)
             idx = idx[np.argsort(es[idx], kind="stable")]
             g, o = es[idx], opt[idx]
             sym = self.is_symbols[o]
+            any_sym = sym.any()
             payload = p.payload[o, self.sample[idx]].astype(float)
             gain_est, gain_true = self.gain_est[idx, g], self.gain_true[idx, g]
             exp_acc = self.accuracy[o]
-            if sym.any():  # expected accuracy of analog options at the estimated SNR of an equal share
+            if any_sym:  # expected accuracy of analog options at the estimated SNR of an equal share
                 exp_acc = exp_acc.copy()
                 w_eq = sc.edge.bandwidth_hz / np.bincount(g)[g]
                 snr_est = 10 * np.log10(sc.device.p_max_w * gain_est[sym] / (self.n0 * w_eq[sym]))
@@ -294,7 +301,7 @@ class MecSimulator:
             ok, tu, ts, et = evaluate(alloc.beta, alloc.phi, alloc.power, tasks.with_gain(gain_true), true)
             beta[idx], phi[idx], power[idx] = alloc.beta, alloc.phi, alloc.power
             t_up[idx], t_srv[idx], e_tx[idx], ok_off[idx] = tu, ts, et, ok
-            if sym.any():  # analog options: correctness at the true SNR of the allocation
+            if any_sym:  # analog options: correctness at the true SNR of the allocation
                 s_idx = idx[sym]
                 with np.errstate(divide="ignore"):
                     snr_db_true = 10 * np.log10(alloc.power[sym] * gain_true[sym] / (
@@ -310,7 +317,7 @@ class MecSimulator:
         success = np.where(local, on_time & within, ok_off) & self.has_task
         on_time &= self.has_task
         reward_i = np.where(success, correct, -sc.failure_penalty)
-        tasks_idx = np.flatnonzero(self.has_task)
+        tasks_idx = self.has_task.nonzero()[0]
         # every MD has a task (the default): whole arrays, no gathers (all are fresh arrays of this slot)
         pick = (lambda x: x) if len(tasks_idx) == n else (lambda x: x[tasks_idx])  # noqa: E731
         es_any = np.maximum(es, 0)
