@@ -8,7 +8,8 @@ Data flow for one compression level (k kept channels, b bits):
 The attention module is fine-tuned with the backbone (stage 1) and shared by all levels; each level
 has its own kept-channel set, quantization range, recovery network and fine-tuned tail. With the
 prune-aware stage (`PruneAwareHead`), the shared head is then trained further to concentrate the
-content in the top-ranked channels, for every level's kept count at once.
+content in the top-ranked channels, for every level's kept count at once; stage 5 may then give a
+level its own copy of head and attention, trained for that level alone.
 """
 
 from __future__ import annotations
