@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -84,13 +85,15 @@ def build_for_dataset(model_name: str, data: ImageSet) -> SplitNet:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> float:
-    """Top-1 accuracy on `data`, in eval mode."""
+def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500,
+             logits_of: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Top-1 accuracy on `data`, `model` in eval mode meanwhile; logits from logits_of(x) (default: model(x))."""
+    logits_of = logits_of or model
     was_training = model.training
     model.eval()
     correct = 0
     for x, y in iterate_batches(data, batch_size):
-        correct += int((model(x).argmax(1) == y).sum())
+        correct += int((logits_of(x).argmax(1) == y).sum())
     model.train(was_training)
     return correct / len(data)
 

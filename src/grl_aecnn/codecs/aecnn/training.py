@@ -37,8 +37,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from pydantic import Field, PositiveInt, model_validator
+from torch import nn
 
 from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel, PruneAwareHead
 from grl_aecnn.codecs.shipping import strip_prefix
@@ -209,22 +209,10 @@ def train_prune_aware(cfg: AecnnBaseConfig, base: AecnnBase, order: list[int],
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
         return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
 
-    loop.run(train_epoch, lambda: evaluate_head(head, test_set, stage.eval_keep),
+    loop.run(train_epoch, lambda: evaluate(head, test_set, logits_of=lambda x: head(x, stage.eval_keep)[1]),
              resume=(out / "stage1b" / STATE_FILE).exists(), show_progress=show_progress)
     save_tensors(out / PRUNE_AWARE_WEIGHTS, head.state_dict())
     return head.eval()
-
-
-@torch.no_grad()
-def evaluate_head(head: PruneAwareHead, data, keep: int) -> float:
-    """Top-1 of the prune-aware head (eval mode) sending its top-`keep` channels."""
-    was_training = head.training
-    head.eval()
-    correct = 0
-    for x, y in iterate_batches(data, 500):
-        correct += int((head(x, keep)[1].argmax(1) == y).sum())
-    head.train(was_training)
-    return correct / len(data)
 
 
 def device_base_state(out: Path) -> dict[str, torch.Tensor]:
@@ -303,16 +291,6 @@ class DeviceAndLevel(nn.Module):
         return {k: v for k, v in self.device.state_dict().items() if not k.startswith(tail)}
 
 
-@torch.no_grad()
-def image_top1(model: DeviceAndLevel, data) -> float:
-    """Top-1 of the device head + level (eval mode) on images, tensor path."""
-    was_training = model.training
-    model.eval()
-    correct = sum(int((model(x)[1].argmax(1) == y).sum()) for x, y in iterate_batches(data, 500))
-    model.train(was_training)
-    return correct / len(data)
-
-
 def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: AecnnBase,
                       show_progress: bool = True) -> list[dict]:
     """Stage 5 (resumes a partial run): head, attention, recovery and tail of one level, end to end."""
@@ -343,8 +321,8 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
         return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
 
-    history, _ = loop.run(train_epoch, lambda: image_top1(model, test_set), resume=(out / STATE_FILE).exists(),
-                          show_progress=show_progress)
+    history, _ = loop.run(train_epoch, lambda: evaluate(model, test_set, logits_of=lambda x: model(x)[1]),
+                          resume=(out / STATE_FILE).exists(), show_progress=show_progress)
     return history
 
 
