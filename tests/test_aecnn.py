@@ -305,3 +305,15 @@ def test_level_with_its_own_head_ships_and_encodes_with_it(own_head, prune_aware
     with torch.no_grad():
         expected = own.module.logits_from_symbols(own.module.symbols(own.base.features(image[None])))[0]
     assert torch.equal(own.decode(own.encode(image)), expected)
+
+
+def test_a_card_that_disagrees_with_its_level_heads_is_refused(own_head, prune_aware, tmp_path):
+    zoo_dir = prune_aware["tmp"] / "zoo"
+    card = json.loads((zoo_dir / "aecnn-own-head-tiny-resnet20.json").read_text())
+    card["levels"][1]["own_device_head"] = False
+    (tmp_path / "tiny-resnet20.json").write_bytes((zoo_dir / "tiny-resnet20.json").read_bytes())
+    (tmp_path / "tiny-resnet20.safetensors").write_bytes((zoo_dir / "tiny-resnet20.safetensors").read_bytes())
+    (tmp_path / "bad.safetensors").write_bytes((zoo_dir / "aecnn-own-head-tiny-resnet20.safetensors").read_bytes())
+    (tmp_path / "bad.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="own_device_head=False but the file has"):
+        load_codecs("bad", tmp_path)

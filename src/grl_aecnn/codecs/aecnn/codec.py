@@ -18,6 +18,7 @@ from grl_aecnn.codecs.aecnn.training import device_base_state
 from grl_aecnn.codecs.framed import FramedSymbolCodec
 from grl_aecnn.codecs.shipping import finished_levels, load_entropy, read_shipped, strip_prefix, with_prefix, write_shipped
 from grl_aecnn.entropy import EntropyModel
+from grl_aecnn.errors import CheckpointError
 from grl_aecnn.nets import count_flops, split_shape
 from grl_aecnn.store import load_module_state, read_json
 from grl_aecnn.zoo import load_backbone
@@ -90,6 +91,9 @@ def load_codecs(name: str, zoo_dir: Path | None = None) -> list[AecnnCodec]:
         full = {**with_prefix(base.backbone.state_dict(), "net."), **own}
         load_module_state(module, full, f"{weights} level {spec['level']}")
         device = strip_prefix(tensors, prefix + "device.")
+        if bool(device) != spec.get("own_device_head", False):
+            raise CheckpointError(f"{weights} level {spec['level']}: the card says own_device_head="
+                                  f"{spec.get('own_device_head', False)} but the file has {len(device)} device tensors")
         if device:
             # Stage 5's own head and attention; the unused backbone tail is filled from the base.
             level_base = copy.deepcopy(base)
