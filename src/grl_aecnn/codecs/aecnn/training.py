@@ -327,8 +327,8 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
 
 
 def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
-    """All stages for one level (1-4, with 1a-1b when `base.prune_aware` is set); returns the level card
-    (also written to level.json)."""
+    """All stages for one level (1-4, with 1a-1b when `base.prune_aware` is set and 5 with
+    `device_finetune`); returns the level card (also written to level.json)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     Path(cfg.base.output_dir).mkdir(parents=True, exist_ok=True)
