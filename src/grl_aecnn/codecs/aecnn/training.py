@@ -46,7 +46,7 @@ from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, Lo
                                        SgdStage, cache_split_features, cached_top1, check_or_write_base_config,
                                        fit_entropy, make_sgd, map_batches, split_loss, train_cached_stage)
 from grl_aecnn.config import StrictModel
-from grl_aecnn.data import iterate_batches, load_dataset
+from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
 from grl_aecnn.entropy import fit_channel_range
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
@@ -291,13 +291,10 @@ class DeviceAndLevel(nn.Module):
         return {k: v for k, v in self.device.state_dict().items() if not k.startswith(tail)}
 
 
-def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: AecnnBase,
-                      show_progress: bool = True) -> list[dict]:
+def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: AecnnBase, train_set: ImageSet,
+                      test_set: ImageSet, show_progress: bool = True) -> list[dict]:
     """Stage 5 (resumes a partial run): head, attention, recovery and tail of one level, end to end."""
     stage = cfg.device_finetune
-    dataset = load_card(cfg.base.backbone)["dataset"]["name"]
-    train_set = load_dataset(dataset, "train").take(cfg.base.train_limit)
-    test_set = load_dataset(dataset, "test").take(cfg.base.test_limit)
     teacher = teacher.eval().requires_grad_(False)
     server_tail = tuple(f"level.net.{p}" for p in model.level.net.tail_prefixes(cfg.base.split))
     params = [p.requires_grad_(True) for k, p in model.named_parameters()
@@ -369,13 +366,14 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
         top1 = level_top1(level, cache, quantized=True)
         train_features = cache["train_features"]
     else:
+        dataset = load_card(cfg.base.backbone)["dataset"]["name"]
+        train_set = load_dataset(dataset, "train").take(cfg.base.train_limit)
+        test_set = load_dataset(dataset, "test").take(cfg.base.test_limit)
         model = DeviceAndLevel(copy.deepcopy(base), level)
-        history["stage5"] = train_device_head(cfg, model, teacher, show_progress)
+        history["stage5"] = train_device_head(cfg, model, teacher, train_set, test_set, show_progress)
         model.eval()
         top1 = history["stage5"][-1]["test_top1"]
         own_device = {f"device.{k}": v for k, v in model.device_state().items()}
-        dataset = load_card(cfg.base.backbone)["dataset"]["name"]
-        train_set = load_dataset(dataset, "train").take(cfg.base.train_limit)
         train_features = map_batches(train_set, lambda x: {"f": model.device.features(x).half()})["f"]
     entropy, code_length = fit_entropy(level.symbols, train_features, cfg.bits, cfg.context_model)
     save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.tail_state(), **own_device,
