@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from grl_aecnn.entropy import EntropyModel, decode_tensor_frame, encode_tensor_frame, fit_channel_range, quantize
+from grl_aecnn.entropy import (DEFAULT_NEIGHBOURS, EntropyModel, decode_tensor_frame, encode_tensor_frame,
+                               fit_channel_range, quantize)
 
 DATA_KINDS = ("iid", "smooth")
 CHANNEL_COUNTS = (8, 32, 64)
@@ -142,7 +143,7 @@ def run_config(
     lo, hi = fit_channel_range(train)
     train_symbols = quantize(train, lo, hi, bits)
     model = EntropyModel.fit(train_symbols, bits)
-    context_model = EntropyModel.fit(train_symbols, bits, context=True)
+    context_model = EntropyModel.fit(train_symbols, bits, neighbours=DEFAULT_NEIGHBOURS)
     test_symbols = quantize(test, lo, hi, bits).numpy()
     shape = (k, size, size)
 

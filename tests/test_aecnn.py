@@ -15,8 +15,8 @@ from grl_aecnn import zoo
 from grl_aecnn.cli import app
 from grl_aecnn.codecs.aecnn.codec import load_codecs, ship_codec
 from grl_aecnn.codecs.aecnn.model import ChannelAttention, FeatureRecovery, PruneAwareHead
-from grl_aecnn.codecs.aecnn.training import (AecnnBaseConfig, AecnnLevelConfig, PruneAwareStage, SgdStage,
-                                            train_level)
+from grl_aecnn.codecs.aecnn.training import (AecnnBaseConfig, AecnnLevelConfig, DeviceStage, PruneAwareStage,
+                                            RateConstraint, SgdStage, train_level)
 from grl_aecnn.codecs.base import Codec
 from grl_aecnn.data import load_cifar10, to_tensor
 from grl_aecnn.entropy import unpack_frame
@@ -270,7 +270,7 @@ def test_prune_aware_level_must_match_a_trained_count(tmp_path):
 def own_head(prune_aware):
     """Level 2 of the prune-aware run given stage 5 afterwards: its own head, trained end to end."""
     tmp, out = prune_aware["tmp"], prune_aware["out"]
-    cfg = prune_aware_config(out, 2, 2, 2).model_copy(update={"device_finetune": ONE_EPOCH})
+    cfg = prune_aware_config(out, 2, 2, 2).model_copy(update={"device_finetune": DeviceStage(**ONE_EPOCH.model_dump())})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
         mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
@@ -317,3 +317,39 @@ def test_a_card_that_disagrees_with_its_level_heads_is_refused(own_head, prune_a
     (tmp_path / "bad.json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="own_device_head=False but the file has"):
         load_codecs("bad", tmp_path)
+
+
+ALL_NEIGHBOURS = ["above", "left", "above_left", "above_right", "previous_channel"]
+
+
+@pytest.fixture(scope="module")
+def rate_limited(prune_aware):
+    """Level 1 of the prune-aware run given stage 5 with a rate term, and a wider context model."""
+    tmp, out = prune_aware["tmp"], prune_aware["out"]
+    # A target far below what the level sends, so the multiplier must rise in every batch.
+    rate = RateConstraint(target_bits_per_symbol=0.01, multiplier_lr=0.5)
+    cfg = prune_aware_config(out, 1, 4, 2).model_copy(update={
+        "device_finetune": DeviceStage(**ONE_EPOCH.model_dump(), rate=rate), "context_neighbours": ALL_NEIGHBOURS})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
+        mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
+        card = train_level(cfg, show_progress=False)
+        ship_codec(out, "aecnn-rate-tiny-resnet20")
+        yield {"card": card, "codecs": load_codecs("aecnn-rate-tiny-resnet20"), "test": load_cifar10("test"),
+               "before": prune_aware["cards"][0]}
+
+
+def test_rate_term_raises_its_multiplier_and_the_level_codes_with_its_context(rate_limited):
+    card, before = rate_limited["card"], rate_limited["before"]
+    # The neighbours only change the fitted entropy model: stages 3-4 resume unchanged.
+    assert card["history"]["stage3"] == before["history"]["stage3"]
+    # 80 images, batches of 32: three steps of 0.5 * (estimate - 0.01), each estimate well above 0.01 bits.
+    assert card["history"]["stage5_rate_multiplier"] > 3 * 0.5 * 0.1
+    assert card["entropy"]["neighbours"] == ALL_NEIGHBOURS and card["entropy"]["contexts"] == 5**5
+    level = rate_limited["codecs"][0]
+    test = rate_limited["test"]
+    for image in to_tensor(test.images[:4], test.mean, test.std):
+        data = level.encode(image)
+        with torch.no_grad():
+            expected = level.module.logits_from_symbols(level.module.symbols(level.base.features(image[None])))[0]
+        assert torch.equal(level.decode(data), expected)

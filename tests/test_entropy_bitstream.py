@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grl_aecnn.entropy import (
+    DEFAULT_NEIGHBOURS,
     CODEC_NUMBERS,
     FORMAT_VERSION,
     EntropyModel,
@@ -258,7 +259,7 @@ def test_fuzzed_frames_raise_bitstream_error_or_decode_to_the_declared_shape():
         cases.append((model, encode_tensor_frame(symbols, model, CODEC, level=bits)))
     for channels, bits, height, width in [(4, 2, 8, 8), (3, 3, 6, 6)]:  # context models: a decode loop per symbol
         training = np.minimum(rng.geometric(0.4, size=(20, channels, height, width)) - 1, 2**bits - 1)
-        model = EntropyModel.fit(training, bits, context=True)
+        model = EntropyModel.fit(training, bits, neighbours=DEFAULT_NEIGHBOURS)
         cases.append((model, encode_tensor_frame(training[0], model, CODEC, level=bits)))
 
     outcomes = {"rejected": 0, "decoded": 0}

@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grl_aecnn.entropy import EntropyModel, decode_symbols, encode_symbols, encode_tensor_frame
-from grl_aecnn.entropy.models import CONTEXTS
+from grl_aecnn.entropy.models import DEFAULT_NEIGHBOURS, NEIGHBOURS, context_count
 from grl_aecnn.errors import BitstreamError
 
 GOLDEN = Path(__file__).parent / "golden" / "entropy_golden.json"
+CONTEXTS = context_count(DEFAULT_NEIGHBOURS)
+CONTEXT_KINDS = {"fitted": (), "context": DEFAULT_NEIGHBOURS, "every-neighbour": tuple(NEIGHBOURS)}
 
 
 def laplacian_symbols(rng: np.random.Generator, shape: tuple[int, ...], bits: int, scale: float) -> np.ndarray:
@@ -28,15 +30,15 @@ def laplacian_symbols(rng: np.random.Generator, shape: tuple[int, ...], bits: in
 @given(
     bits=st.integers(1, 8),
     shape=st.tuples(st.integers(1, 4), st.integers(1, 7), st.integers(1, 7)),
-    model_kind=st.sampled_from(["fitted", "context", "random", "one-hot"]),
+    model_kind=st.sampled_from(["fitted", "context", "every-neighbour", "random", "one-hot"]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_decode_inverts_encode(bits, shape, model_kind, seed):
     rng = np.random.default_rng(seed)
     num_symbols = 2**bits
-    if model_kind in ("fitted", "context"):
+    if model_kind in CONTEXT_KINDS:
         model = EntropyModel.fit(laplacian_symbols(rng, (8, *shape), bits, scale=2.0**bits / 8), bits,
-                                 context=model_kind == "context")
+                                 neighbours=CONTEXT_KINDS[model_kind])
     elif model_kind == "random":
         model = EntropyModel.from_counts(rng.integers(0, 1000, size=(shape[0], num_symbols)), bits)
     else:  # all training mass on one symbol: the others sit at the minimum frequency
@@ -66,9 +68,14 @@ def golden_record() -> dict[str, object]:
     model, symbols = golden_case()
     payload = encode_symbols(symbols, model)
     context_model = EntropyModel.fit(geometric_symbols(np.random.default_rng(20240611), (64, 8, 8, 8)), bits=4,
-                                     context=True)
+                                     neighbours=DEFAULT_NEIGHBOURS)
     context_payload = encode_symbols(symbols, context_model)
+    wide_model = EntropyModel.fit(geometric_symbols(np.random.default_rng(20240611), (64, 8, 8, 8)), bits=4,
+                                  neighbours=tuple(NEIGHBOURS))
+    wide_payload = encode_symbols(symbols, wide_model)
     return {
+        "every_neighbour_payload_bytes": len(wide_payload),
+        "every_neighbour_payload_sha256": hashlib.sha256(wide_payload).hexdigest(),
         "context_frequencies_sha256": hashlib.sha256(context_model.frequencies.astype("<i4").tobytes()).hexdigest(),
         "context_payload_bytes": len(context_payload),
         "context_payload_sha256": hashlib.sha256(context_payload).hexdigest(),
@@ -117,7 +124,7 @@ def test_a_context_model_codes_spatially_correlated_symbols_in_fewer_bytes():
     rng = np.random.default_rng(6)
     train, test = blob_symbols(rng, (64, 4, 16, 16)), blob_symbols(rng, (4, 16, 16))
     iid = EntropyModel.fit(train, bits=2)
-    context = EntropyModel.fit(train, bits=2, context=True)
+    context = EntropyModel.fit(train, bits=2, neighbours=DEFAULT_NEIGHBOURS)
     assert context.contexts == CONTEXTS and iid.contexts == 1
     assert len(encode_symbols(test, context)) < 0.8 * len(encode_symbols(test, iid))
     assert np.array_equal(decode_symbols(encode_symbols(test, context), test.shape, context), test)
@@ -126,7 +133,7 @@ def test_a_context_model_codes_spatially_correlated_symbols_in_fewer_bytes():
 def test_a_context_payload_under_the_iid_model_is_rejected_or_differs():
     rng = np.random.default_rng(7)
     train, test = blob_symbols(rng, (64, 2, 8, 8)), blob_symbols(rng, (2, 8, 8))
-    context = EntropyModel.fit(train, bits=2, context=True)
+    context = EntropyModel.fit(train, bits=2, neighbours=DEFAULT_NEIGHBOURS)
     payload = encode_symbols(test, context)
     try:
         decoded = decode_symbols(payload, test.shape, EntropyModel.fit(train, bits=2))

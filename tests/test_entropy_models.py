@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from grl_aecnn.entropy import PRECISION_BITS, EntropyModel, channel_histograms
-from grl_aecnn.entropy.models import CONTEXTS, NEIGHBOUR_STATES, symbol_contexts
+from grl_aecnn.entropy.models import DEFAULT_NEIGHBOURS, NEIGHBOUR_STATES, NEIGHBOURS, context_count, symbol_contexts
 from grl_aecnn.store import load_tensors, save_tensors
+
+CONTEXTS = context_count(DEFAULT_NEIGHBOURS)  # the above/left model
 
 TOTAL = 2**PRECISION_BITS
 
@@ -36,21 +38,56 @@ def test_histograms_of_batches_add_up_and_count_per_channel():
 
 
 def test_contexts_come_from_the_neighbours_above_and_left():
-    symbols = np.array([[0, 2], [7, 1]])
+    symbols = np.array([[[0, 2], [7, 1]]])  # one channel of 2 x 2
     # state: 0 outside, else 1 + min(symbol, 3); context = state(above) * 5 + state(left)
-    assert np.array_equal(symbol_contexts(symbols), [[0, 1], [1 * 5, 3 * 5 + 4]])
+    assert np.array_equal(symbol_contexts(symbols), [[[0, 1], [1 * 5, 3 * 5 + 4]]])
     assert NEIGHBOUR_STATES**2 == CONTEXTS
+
+
+def test_contexts_of_other_neighbours_follow_their_offsets():
+    # Two channels of 2 x 3; states 1 + min(symbol, 3), 0 outside.
+    symbols = np.array([[[0, 1, 2], [3, 9, 0]], [[1, 1, 1], [2, 2, 2]]])
+    states = 1 + np.minimum(symbols, 3)
+    above_right = symbol_contexts(symbols, ["above_right"])
+    assert (above_right[:, 0] == 0).all() and np.array_equal(above_right[:, 1, :2], states[:, 0, 1:])
+    assert np.array_equal(above_right[:, 1, 2], [0, 0])
+    previous = symbol_contexts(symbols, ["previous_channel"])
+    assert (previous[0] == 0).all() and np.array_equal(previous[1], states[0])
+    # Digits in the order given, the first most significant.
+    both = symbol_contexts(symbols, ["previous_channel", "above_left"])
+    assert both[1, 1, 1] == states[0, 1, 1] * NEIGHBOUR_STATES + states[1, 0, 0]
+    with pytest.raises(ValueError, match="distinct names"):
+        symbol_contexts(symbols, ["above", "below"])
+    with pytest.raises(ValueError, match="distinct names"):
+        symbol_contexts(symbols, ["left", "left"])
+
+
+def test_a_model_over_every_neighbour_round_trips_and_old_context_metadata_means_above_left():
+    rng = np.random.default_rng(9)
+    symbols = rng.integers(0, 4, size=(6, 3, 4, 4))
+    wide = EntropyModel.fit(symbols, 2, neighbours=list(NEIGHBOURS))
+    assert wide.frequencies.shape == (3, 5**5, 4) and wide.contexts == 5**5
+    assert wide.metadata()["neighbours"] == list(NEIGHBOURS)
+    loaded = EntropyModel.from_tensors(wide.to_tensors(), wide.metadata())
+    assert loaded.neighbours == tuple(NEIGHBOURS) and np.array_equal(loaded.frequencies, wide.frequencies)
+    above_left = EntropyModel.fit(symbols, 2, neighbours=DEFAULT_NEIGHBOURS)
+    legacy = {k: v for k, v in above_left.metadata().items() if k != "neighbours"}  # written before neighbours
+    assert EntropyModel.from_tensors(above_left.to_tensors(), legacy).neighbours == DEFAULT_NEIGHBOURS
+    with pytest.raises(ValueError, match="shape"):  # a table that does not fit the named neighbours
+        EntropyModel.from_tensors(above_left.to_tensors(), {**above_left.metadata(), "neighbours": ["above"]})
+    with pytest.raises(ValueError, match="list of names"):
+        EntropyModel.from_tensors(wide.to_tensors(), {**wide.metadata(), "neighbours": "above"})
 
 
 def test_context_histograms_add_up_to_the_iid_ones():
     rng = np.random.default_rng(3)
     symbols = rng.integers(0, 8, size=(6, 3, 5, 4))
-    per_context = channel_histograms(symbols, 3, context=True)
+    per_context = channel_histograms(symbols, 3, neighbours=DEFAULT_NEIGHBOURS)
     assert per_context.shape == (3, CONTEXTS, 8)
     assert np.array_equal(per_context.sum(axis=1), channel_histograms(symbols, 3))
     # The top-left symbol of each map is the only one with both neighbours outside.
     assert per_context[:, 0].sum() == 6 * 3
-    model = EntropyModel.fit(symbols, 3, context=True)
+    model = EntropyModel.fit(symbols, 3, neighbours=DEFAULT_NEIGHBOURS)
     assert model.contexts == CONTEXTS and np.all(model.frequencies.sum(axis=-1) == TOTAL)
 
 
@@ -79,7 +116,7 @@ def test_model_round_trips_through_safetensors_and_json(tmp_path):
 
 def test_context_models_round_trip_and_old_metadata_means_iid():
     rng = np.random.default_rng(4)
-    context = EntropyModel.fit(rng.integers(0, 4, size=(5, 2, 3, 3)), bits=2, context=True)
+    context = EntropyModel.fit(rng.integers(0, 4, size=(5, 2, 3, 3)), bits=2, neighbours=DEFAULT_NEIGHBOURS)
     loaded = EntropyModel.from_tensors(context.to_tensors(), context.metadata())
     assert loaded.contexts == CONTEXTS and np.array_equal(loaded.frequencies, context.frequencies)
     iid = EntropyModel(2, valid_table())

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches
-from grl_aecnn.entropy import EntropyModel, channel_histograms
+from grl_aecnn.entropy import DEFAULT_NEIGHBOURS, NEIGHBOURS, EntropyModel, channel_histograms
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
 from grl_aecnn.nets import SplitNet
@@ -61,12 +61,28 @@ class QuantizedLevelConfig(StrictModel):
     bits: int = Field(ge=1, le=8)
     range_quantiles: tuple[float, float] = Field((0.0, 0.999), description="per-channel range from these quantiles")
     loss: LossWeights = LossWeights()
-    context_model: bool = Field(True, description="entropy-code each symbol under its above/left neighbours' "
-                                                  "context (about 30% fewer bytes) instead of i.i.d. per channel")
+    context_model: bool = Field(True, description="entropy-code each symbol under the context of its neighbours "
+                                                  "(about 30% fewer bytes) instead of i.i.d. per channel")
+    context_neighbours: list[str] = Field(list(DEFAULT_NEIGHBOURS), min_length=1,
+                                          description=f"the neighbours of the context model, from {list(NEIGHBOURS)}")
     threads: PositiveInt | None = None
+
+    @property
+    def neighbours(self) -> tuple[str, ...]:
+        """The entropy model's neighbours: none for an i.i.d. model."""
+        return tuple(self.context_neighbours) if self.context_model else ()
+
+    def stage_config(self, *exclude: str) -> dict:
+        """The resolved config that identifies a training stage's checkpoint: without the entropy
+        model's neighbours (fitted after training, so changing them refits it without retraining)
+        and without `exclude`."""
+        return self.model_dump(mode="json", exclude={"context_neighbours", *exclude})
 
     @model_validator(mode="after")
     def _quantiles_ordered(self) -> QuantizedLevelConfig:
+        if len(set(self.context_neighbours)) != len(self.context_neighbours) or not set(self.context_neighbours) <= set(NEIGHBOURS):
+            raise ValueError(f"context_neighbours must be distinct names from {list(NEIGHBOURS)}, "
+                             f"got {self.context_neighbours}")
         lo, hi = self.range_quantiles
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {self.range_quantiles}")
@@ -196,12 +212,12 @@ def train_cached_stage(out: Path, config: dict, module: torch.nn.Module, cache: 
 
 @torch.no_grad()
 def fit_entropy(symbols_of: Callable[[torch.Tensor], torch.Tensor], features: torch.Tensor,
-                bits: int, context: bool = False) -> tuple[EntropyModel, float]:
-    """The entropy model (a context model with `context`) of the symbols that symbols_of makes from
-    the training features, and the mean code length of those symbols under it (bits per symbol,
-    smoothing included)."""
-    counts = sum(channel_histograms(symbols_of(features[s:s + 2000].float()).numpy(), bits, context)
+                bits: int, neighbours: tuple[str, ...] = ()) -> tuple[EntropyModel, float]:
+    """The entropy model (a context model over `neighbours`, i.i.d. without) of the symbols that
+    symbols_of makes from the training features, and the mean code length of those symbols under
+    it (bits per symbol, smoothing included)."""
+    counts = sum(channel_histograms(symbols_of(features[s:s + 2000].float()).numpy(), bits, neighbours)
                  for s in range(0, len(features), 2000))
-    model = EntropyModel.from_counts(counts, bits)
+    model = EntropyModel.from_counts(counts, bits, neighbours)
     p = model.frequencies / model.frequencies.sum(-1, keepdims=True)
     return model, float(-(counts * np.log2(p)).sum() / counts.sum())

@@ -11,14 +11,19 @@ import torch
 
 from grl_aecnn.entropy.bitstream import CODEC_NUMBERS, FORMAT_VERSION, MAX_ELEMENTS, Frame, pack_frame, unpack_frame
 from grl_aecnn.entropy.coder import decode_symbols, encode_symbols
-from grl_aecnn.entropy.models import PRECISION_BITS, EntropyModel, channel_histograms
-from grl_aecnn.entropy.quantize import dequantize, fit_channel_range, quantize, quantize_ste
+from grl_aecnn.entropy.models import (DEFAULT_NEIGHBOURS, NEIGHBOURS, PRECISION_BITS, EntropyModel,
+                                      channel_histograms)
+from grl_aecnn.entropy.quantize import dequantize, fit_channel_range, quantization_levels, quantize, quantize_ste
+from grl_aecnn.entropy.rate import RateProxy
 
 __all__ = [
     "CODEC_NUMBERS",
+    "DEFAULT_NEIGHBOURS",
     "FORMAT_VERSION",
     "MAX_ELEMENTS",
+    "NEIGHBOURS",
     "PRECISION_BITS",
+    "RateProxy",
     "EntropyModel",
     "Frame",
     "channel_histograms",
@@ -29,6 +34,7 @@ __all__ = [
     "encode_tensor_frame",
     "fit_channel_range",
     "pack_frame",
+    "quantization_levels",
     "quantize",
     "quantize_ste",
     "unpack_frame",

@@ -18,9 +18,9 @@ models are built once per EntropyModel (a quarter of the decode time for small t
 and dropped with it.
 
 Under an i.i.d. model each channel is one vectorized call. Under a context model each symbol's
-model depends on the symbols decoded before it (above and left), so decoding is a loop over the
-symbols in raster order, one constriction call each; encoding runs the same order backwards. For
-our split tensors (a few thousand symbols at most) that costs about a millisecond.
+model depends on symbols decoded before it (its neighbours), so decoding is a loop over the
+symbols, channel by channel in raster order, one constriction call each; encoding runs the same
+order backwards. For our split tensors (a few thousand symbols at most) that costs a millisecond or a few.
 
 The payload is the coder's 32-bit words in little-endian order.
 """
@@ -35,7 +35,7 @@ import constriction
 import numpy as np
 import torch
 
-from grl_aecnn.entropy.models import NEIGHBOUR_STATES, EntropyModel, symbol_contexts
+from grl_aecnn.entropy.models import NEIGHBOUR_STATES, NEIGHBOURS, EntropyModel, symbol_contexts
 from grl_aecnn.errors import BitstreamError
 
 WORD_BYTES = 4
@@ -56,19 +56,31 @@ def _channel_models(model: EntropyModel) -> list[list[constriction.stream.model.
     return models
 
 
-def _decode_with_contexts(coder: constriction.stream.stack.AnsCoder, models: list, height: int,
-                          width: int) -> list[int]:
-    """One channel in raster order, each symbol under the model its decoded neighbours select
+def _decode_with_contexts(coder: constriction.stream.stack.AnsCoder, model: EntropyModel,
+                          shape: tuple[int, int, int]) -> np.ndarray:
+    """Every channel in raster order, each symbol under the model its decoded neighbours select
     (the same contexts as models.symbol_contexts)."""
+    channels, height, width = shape
+    models = _channel_models(model)
     top = NEIGHBOUR_STATES - 2
-    decoded: list[int] = []
-    above_states = [0] * width
-    for _ in range(height):
-        left_state = 0
-        for col in range(width):
-            symbol = coder.decode(models[above_states[col] * NEIGHBOUR_STATES + left_state])
-            decoded.append(symbol)
-            left_state = above_states[col] = 1 + min(symbol, top)
+    # Neighbour states in a flat list padded by one channel, one row and a column either side, all
+    # 0 (outside), so that every neighbour of a position is one fixed flat offset away.
+    row, plane = width + 2, (height + 1) * (width + 2)
+    states = [0] * ((channels + 1) * plane)
+    offsets = [dc * plane + dy * row + dx for dc, dy, dx in (NEIGHBOURS[n] for n in model.neighbours)]
+    decoded = np.empty(shape, dtype=np.int64)
+    for c in range(channels):
+        channel_models = models[c]
+        for y in range(height):
+            position = (c + 1) * plane + (y + 1) * row + 1
+            for x in range(width):
+                context = 0
+                for offset in offsets:
+                    context = context * NEIGHBOUR_STATES + states[position + offset]
+                symbol = coder.decode(channel_models[context])
+                decoded[c, y, x] = symbol
+                states[position] = 1 + min(symbol, top)
+                position += 1
     return decoded
 
 
@@ -88,7 +100,7 @@ def encode_symbols(symbols: np.ndarray | torch.Tensor, model: EntropyModel) -> b
         for channel_symbols, channel_models in zip(per_channel[::-1], _channel_models(model)[::-1], strict=True):
             coder.encode_reverse(channel_symbols, channel_models[0])
     else:
-        contexts = symbol_contexts(symbols).reshape(model.num_channels, -1)
+        contexts = symbol_contexts(symbols, model.neighbours).reshape(model.num_channels, -1)
         for channel_symbols, channel_contexts, channel_models in zip(
                 per_channel[::-1], contexts[::-1], _channel_models(model)[::-1], strict=True):
             for symbol, context in zip(channel_symbols[::-1].tolist(), channel_contexts[::-1].tolist(), strict=True):
@@ -115,8 +127,7 @@ def decode_symbols(payload: bytes, shape: Sequence[int], model: EntropyModel) ->
         if model.contexts == 1:
             channels = [coder.decode(models[0], shape[1] * shape[2]) for models in _channel_models(model)]
         else:
-            channels = [np.array(_decode_with_contexts(coder, models, shape[1], shape[2]))
-                        for models in _channel_models(model)]
+            channels = _decode_with_contexts(coder, model, shape)
     except (ValueError, RuntimeError) as exc:  # constriction reports invalid data as ValueError
         raise BitstreamError(f"payload is not valid ANS data: {exc}") from exc
     if not coder.is_empty():

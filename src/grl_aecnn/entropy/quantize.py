@@ -102,3 +102,10 @@ def quantize_ste(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int)
     lo, hi, step = _channel_grid(x, lo, hi, bits)
     clamped, levels = _clamp_and_round(x, lo, hi, step)
     return clamped + (lo + levels * step - clamped).detach()
+
+
+def quantization_levels(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
+    """x on the symbol axis, not rounded: (clamp(x) - lo) / step in [0, 2^bits - 1], differentiable
+    inside the range. round() of it is quantize(x)."""
+    lo, hi, step = _channel_grid(x, lo, hi, bits)
+    return (torch.clamp(x.float(), lo, hi) - lo) / step

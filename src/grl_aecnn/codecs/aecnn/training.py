@@ -11,7 +11,9 @@
      attention, trained end to end on augmented images with its recovery network and tail,
      quantization in the loop on the level's fixed range (distillation from the stage-1 model +
      cross-entropy). The shared head serves every kept count at once; this one serves only this
-     level's. The entropy model is then fitted on the symbols of the level's own head.
+     level's. With `device_finetune.rate`, a rate term keeps the estimated code length of the sent
+     symbols (entropy.rate) at a target. The entropy model is then fitted on the symbols of the
+     level's own head.
 
 With `base.prune_aware` set, two steps come between stages 1 and 2:
 
@@ -47,7 +49,7 @@ from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, Lo
                                        fit_entropy, make_sgd, map_batches, split_loss, train_cached_stage)
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
-from grl_aecnn.entropy import fit_channel_range
+from grl_aecnn.entropy import RateProxy, fit_channel_range, quantization_levels
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
 from grl_aecnn.nets.training import evaluate
@@ -96,6 +98,22 @@ class AecnnBaseConfig(StrictModel):
     prune_aware: PruneAwareStage | None = Field(None, description="steps 1a-1b; None: the plain recipe")
 
 
+class RateConstraint(StrictModel):
+    """Stage 5's rate term: the estimated code length of the sent symbols (entropy.rate, under the
+    level's context neighbours) is held at a target by a Lagrange multiplier that rises while the
+    estimate is above the target and falls back towards 0 below it (dual ascent, one step a batch)."""
+
+    target_bits_per_symbol: float = Field(gt=0, description="target of the estimate, bits per sent symbol")
+    multiplier_lr: float = Field(0.02, gt=0, description="multiplier step per batch, per bit per symbol off target")
+    count_decay: float = Field(0.99, ge=0, lt=1, description="decay per batch of the estimate's running symbol counts")
+
+
+class DeviceStage(SgdStage):
+    """Stage 5: SGD on the level's own head, attention, recovery network and tail."""
+
+    rate: RateConstraint | None = Field(None, description="None: no rate term")
+
+
 class AecnnLevelConfig(QuantizedLevelConfig):
     """One compression level: which channels survive and at how many bits, and how to train it."""
 
@@ -105,8 +123,8 @@ class AecnnLevelConfig(QuantizedLevelConfig):
     base: AecnnBaseConfig = AecnnBaseConfig()
     recovery: SgdStage = SgdStage(epochs=1, lr=0.05, batch_size=256)
     finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
-    device_finetune: SgdStage | None = Field(None, description="stage 5: the level's own head and attention, "
-                                                               "end to end on images; None: the shared head")
+    device_finetune: DeviceStage | None = Field(None, description="stage 5: the level's own head and attention, "
+                                                                  "end to end on images; None: the shared head")
 
     @model_validator(mode="after")
     def _trained_by_the_prune_aware_head(self) -> AecnnLevelConfig:
@@ -266,24 +284,33 @@ def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, st
 
     # Stage 3 keeps the tail fixed, its BN statistics included. Stage 5's settings do not touch these
     # stages, so adding stage 5 to a finished level resumes them as they are.
-    config = cfg.model_dump(mode="json", exclude={"device_finetune"})
-    return train_cached_stage(cfg.level_dir / name, config, level, cache, stage, params, loss_of,
+    return train_cached_stage(cfg.level_dir / name, cfg.stage_config("device_finetune"), level, cache, stage, params, loss_of,
                               cfg.base.seed, f"level {cfg.level} {name}", lambda: level_top1(level, cache, quantized),
                               frozen_modules=() if train_tail else (level.net,), show_progress=show_progress)
 
 
 class DeviceAndLevel(nn.Module):
-    """Stage 5's trainee: the level's own device head and attention, and the level's server side."""
+    """Stage 5's trainee: the level's own device head and attention, and the level's server side
+    (with a rate term: the code-length estimate and its Lagrange multiplier, checkpointed with it)."""
 
-    def __init__(self, device: AecnnBase, level: AecnnLevel):
+    def __init__(self, device: AecnnBase, level: AecnnLevel, rate: RateProxy | None = None):
         super().__init__()
         self.device = device
         self.level = level
+        self.rate = rate
+        if rate is not None:
+            self.register_buffer("rate_multiplier", torch.zeros((), dtype=torch.float64))
+
+    def forward_with_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(recovered split tensor, logits, sent channels on the symbol axis before rounding)
+        through quantization in the loop."""
+        features = self.device.features(x)
+        levels = quantization_levels(self.level.select(features), self.level.lo, self.level.hi, self.level.bits)
+        recovered = self.level.reconstruct(features, quantized=True)
+        return recovered, self.level.tail(recovered), levels
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(recovered split tensor, logits) through quantization in the loop."""
-        recovered = self.level.reconstruct(self.device.features(x), quantized=True)
-        return recovered, self.level.tail(recovered)
+        return self.forward_with_levels(x)[:2]
 
     def device_state(self) -> dict[str, torch.Tensor]:
         """The tensors the device runs: head and attention (the backbone's tail belongs to the server)."""
@@ -303,8 +330,11 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
     steps_per_epoch = math.ceil(len(train_set) / stage.batch_size)
     optimizer, scheduler = make_sgd(params, stage, stage.epochs * steps_per_epoch)
     out = cfg.level_dir / "stage5"
-    loop = EpochLoop(out, cfg.model_dump(mode="json"), model, optimizer, scheduler, stage.epochs, steps_per_epoch,
-                     cfg.base.seed, f"level {cfg.level} stage5")
+    config = cfg.stage_config()
+    if stage.rate is None:  # a stage 5 without a rate term resumes checkpoints made before the term existed
+        del config["device_finetune"]["rate"]
+    loop = EpochLoop(out, config, model, optimizer, scheduler, stage.epochs, steps_per_epoch, cfg.base.seed,
+                     f"level {cfg.level} stage5")
 
     def train_epoch(epoch, generator, on_step) -> float:
         def loss_of(batch) -> tuple[torch.Tensor, int]:
@@ -312,8 +342,14 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
             with torch.no_grad():
                 target = teacher.features(x)
                 teacher_logits = teacher.backbone.tail(target, teacher.split)
-            recovered, logits = model(x)
-            return split_loss(cfg.loss, recovered, target, logits, teacher_logits, y), len(y)
+            recovered, logits, levels = model.forward_with_levels(x)
+            loss = split_loss(cfg.loss, recovered, target, logits, teacher_logits, y)
+            if stage.rate is not None:
+                bits = model.rate(levels)
+                loss = loss + model.rate_multiplier.float() * bits
+                step = stage.rate.multiplier_lr * (float(bits.detach()) - stage.rate.target_bits_per_symbol)
+                model.rate_multiplier.add_(step).clamp_(min=0.0)
+            return loss, len(y)
 
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
         return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
@@ -369,13 +405,17 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
         dataset = load_card(cfg.base.backbone)["dataset"]["name"]
         train_set = load_dataset(dataset, "train").take(cfg.base.train_limit)
         test_set = load_dataset(dataset, "test").take(cfg.base.test_limit)
-        model = DeviceAndLevel(copy.deepcopy(base), level)
+        rate = cfg.device_finetune.rate
+        model = DeviceAndLevel(copy.deepcopy(base), level, None if rate is None else RateProxy(
+            cfg.keep_channels, cfg.bits, cfg.neighbours, rate.count_decay))
         history["stage5"] = train_device_head(cfg, model, teacher, train_set, test_set, show_progress)
+        if rate is not None:
+            history["stage5_rate_multiplier"] = float(model.rate_multiplier)
         model.eval()
         top1 = history["stage5"][-1]["test_top1"]
         own_device = {f"device.{k}": v for k, v in model.device_state().items()}
         train_features = map_batches(train_set, lambda x: {"f": model.device.features(x).half()})["f"]
-    entropy, code_length = fit_entropy(level.symbols, train_features, cfg.bits, cfg.context_model)
+    entropy, code_length = fit_entropy(level.symbols, train_features, cfg.bits, cfg.neighbours)
     save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.tail_state(), **own_device,
                                                  **{f"entropy.{k}": v for k, v in entropy.to_tensors().items()}})
     card = {

@@ -98,7 +98,7 @@ def _stage(cfg: BottleNetLevelConfig, level: BottleNetLevel, cache: dict, stage:
         recovered = level.reconstruct(f, quantized)
         return split_loss(cfg.loss, recovered, f, level.tail(recovered), teacher, y)
 
-    return train_cached_stage(cfg.level_dir / name, cfg.model_dump(mode="json"), level, cache, stage, params, loss_of,
+    return train_cached_stage(cfg.level_dir / name, cfg.stage_config(), level, cache, stage, params, loss_of,
                               cfg.base.seed, f"bottlenet++ {cfg.level} {name}",
                               lambda: level_top1(level, cache, quantized), frozen, show_progress)
 
@@ -126,7 +126,7 @@ def train_level(cfg: BottleNetLevelConfig, show_progress: bool = True) -> dict:
     stage2 = _stage(cfg, level, cache, cfg.finetune, "stage2", True, list(level.decoder.parameters()) + tail_params,
                     (level.encoder,), show_progress)
     level.eval()
-    entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits, cfg.context_model)
+    entropy, code_length = fit_entropy(level.symbols, cache["train_features"], cfg.bits, cfg.neighbours)
     save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.level_state(),
                                                  **{f"entropy.{k}": v for k, v in entropy.to_tensors().items()}})
     with torch.no_grad():
