@@ -57,7 +57,7 @@ def _channel_models(model: EntropyModel) -> list[list[constriction.stream.model.
 
 
 def _decode_with_contexts(coder: constriction.stream.stack.AnsCoder, model: EntropyModel,
-                          shape: tuple[int, int, int]) -> np.ndarray:
+                          shape: tuple[int, ...]) -> np.ndarray:
     """Every channel in raster order, each symbol under the model its decoded neighbours select
     (the same contexts as models.symbol_contexts)."""
     channels, height, width = shape
@@ -68,20 +68,20 @@ def _decode_with_contexts(coder: constriction.stream.stack.AnsCoder, model: Entr
     row, plane = width + 2, (height + 1) * (width + 2)
     states = [0] * ((channels + 1) * plane)
     offsets = [dc * plane + dy * row + dx for dc, dy, dx in (NEIGHBOURS[n] for n in model.neighbours)]
-    decoded = np.empty(shape, dtype=np.int64)
+    decoded: list[int] = []
     for c in range(channels):
         channel_models = models[c]
         for y in range(height):
             position = (c + 1) * plane + (y + 1) * row + 1
-            for x in range(width):
+            for _ in range(width):
                 context = 0
                 for offset in offsets:
                     context = context * NEIGHBOUR_STATES + states[position + offset]
                 symbol = coder.decode(channel_models[context])
-                decoded[c, y, x] = symbol
+                decoded.append(symbol)
                 states[position] = 1 + min(symbol, top)
                 position += 1
-    return decoded
+    return np.array(decoded).reshape(shape)
 
 
 def encode_symbols(symbols: np.ndarray | torch.Tensor, model: EntropyModel) -> bytes:
