@@ -26,6 +26,7 @@ def test_at_symbols_the_estimate_is_the_code_length_under_the_batch_counts(neigh
     smoothed = counts + 1.0
     p = smoothed / smoothed.sum(-1, keepdims=True)
     assert estimate == pytest.approx(float(-(counts * np.log2(p)).sum() / counts.sum()), rel=1e-5)
+    assert proxy.estimate() == pytest.approx(estimate, rel=1e-5)
     # ... which is close to the code length of the fitted entropy model (the same counts, 24-bit integers).
     model = EntropyModel.fit(symbols, 2, neighbours)
     q = model.frequencies / model.frequencies.sum(-1, keepdims=True)

@@ -33,6 +33,12 @@ class RateProxy(nn.Module):
         self.register_buffer("counts", torch.zeros(channels, context_count(self.neighbours), 2**bits,
                                                    dtype=torch.float64))
 
+    def estimate(self) -> float:
+        """Mean code length of the counted symbols under their own smoothed counts, bits per symbol."""
+        smoothed = self.counts + 1.0
+        cost = smoothed.sum(-1, keepdim=True).log2() - smoothed.log2()
+        return float((self.counts * cost).sum() / self.counts.sum().clamp(min=1.0))
+
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         symbols = levels.detach().round().to(torch.int64).numpy()
         if self.training:  # the counts follow the training batches only
