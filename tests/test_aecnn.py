@@ -15,8 +15,8 @@ from grl_aecnn import zoo
 from grl_aecnn.cli import app
 from grl_aecnn.codecs.aecnn.codec import load_codecs, ship_codec
 from grl_aecnn.codecs.aecnn.model import ChannelAttention, FeatureRecovery, PruneAwareHead
-from grl_aecnn.codecs.aecnn.training import (AecnnBaseConfig, AecnnLevelConfig, DeviceStage, PruneAwareStage,
-                                            RateConstraint, SgdStage, train_level)
+from grl_aecnn.codecs.aecnn.training import (AecnnBaseConfig, AecnnLevelConfig, PruneAwareStage, RateConstraint,
+                                            RateStage, SgdStage, train_level)
 from grl_aecnn.codecs.base import Codec
 from grl_aecnn.data import load_cifar10, to_tensor
 from grl_aecnn.entropy import unpack_frame
@@ -266,11 +266,18 @@ def test_prune_aware_level_must_match_a_trained_count(tmp_path):
         prune_aware_config(tmp_path, 1, 3, 2)
 
 
+def test_a_rate_stage_needs_an_own_head(tmp_path):
+    cfg = prune_aware_config(tmp_path, 1, 4, 2).model_dump()
+    cfg["rate_finetune"] = {**ONE_EPOCH.model_dump(), "rate": {"target_bits_per_symbol": 0.8}}
+    with pytest.raises(ValidationError, match="needs device_finetune"):
+        AecnnLevelConfig(**cfg)
+
+
 @pytest.fixture(scope="module")
 def own_head(prune_aware):
     """Level 2 of the prune-aware run given stage 5 afterwards: its own head, trained end to end."""
     tmp, out = prune_aware["tmp"], prune_aware["out"]
-    cfg = prune_aware_config(out, 2, 2, 2).model_copy(update={"device_finetune": DeviceStage(**ONE_EPOCH.model_dump())})
+    cfg = prune_aware_config(out, 2, 2, 2).model_copy(update={"device_finetune": ONE_EPOCH})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
         mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
@@ -324,11 +331,11 @@ ALL_NEIGHBOURS = ["above", "left", "above_left", "above_right", "previous_channe
 
 @pytest.fixture(scope="module")
 def rate_limited(prune_aware):
-    """Level 1 of the prune-aware run given stage 5 with a rate term, and a wider context model."""
+    """Level 1 of the prune-aware run given stages 5 and 6 (rate term), and a wider context model."""
     tmp, out = prune_aware["tmp"], prune_aware["out"]
-    rate = RateConstraint(target_bits_per_symbol=0.01, weight=50.0)  # a target far below what the level sends
+    rate = RateStage(**ONE_EPOCH.model_dump(), rate=RateConstraint(target_bits_per_symbol=0.01, weight=50.0))
     cfg = prune_aware_config(out, 1, 4, 2).model_copy(update={
-        "device_finetune": DeviceStage(**ONE_EPOCH.model_dump(), rate=rate), "context_neighbours": ALL_NEIGHBOURS})
+        "device_finetune": ONE_EPOCH, "rate_finetune": rate, "context_neighbours": ALL_NEIGHBOURS})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRL_AECNN_DATA", str(tmp / "data"))
         mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
@@ -342,7 +349,9 @@ def test_a_level_with_a_rate_term_and_every_neighbour_ships_and_codes_with_its_c
     card, before = rate_limited["card"], rate_limited["before"]
     # The neighbours only change the fitted entropy model: stages 3-4 resume unchanged.
     assert card["history"]["stage3"] == before["history"]["stage3"]
-    assert 0 < card["history"]["stage5_estimated_bits_per_symbol"] <= 2  # 2-bit symbols
+    assert len(card["history"]["stage5"]) == len(card["history"]["stage6"]) == 1
+    assert card["test_top1_tensor_path"] == card["history"]["stage6"][-1]["test_top1"]
+    assert 0 < card["history"]["stage6_estimated_bits_per_symbol"] <= 2  # 2-bit symbols
     assert card["entropy"]["neighbours"] == ALL_NEIGHBOURS and card["entropy"]["contexts"] == 5**5
     level = rate_limited["codecs"][0]
     test = rate_limited["test"]

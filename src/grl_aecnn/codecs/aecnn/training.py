@@ -11,9 +11,10 @@
      attention, trained end to end on augmented images with its recovery network and tail,
      quantization in the loop on the level's fixed range (distillation from the stage-1 model +
      cross-entropy). The shared head serves every kept count at once; this one serves only this
-     level's. With `device_finetune.rate`, a rate term keeps the estimated code length of the sent
-     symbols (entropy.rate) at a target. The entropy model is then fitted on the symbols of the
-     level's own head.
+     level's.
+  6. Optional (`rate_finetune`, after stage 5): stage 5's result fine-tuned with a rate term that
+     penalizes the estimated code length of the sent symbols (entropy.rate) above a target.
+     The entropy model is then fitted on the symbols of the level's own head.
 
 With `base.prune_aware` set, two steps come between stages 1 and 2:
 
@@ -99,22 +100,18 @@ class AecnnBaseConfig(StrictModel):
 
 
 class RateConstraint(StrictModel):
-    """Stage 5's rate term: the estimated code length R of the sent symbols (entropy.rate, bits per
-    symbol under the level's context neighbours) is held near a target by the penalty
-    weight / 2 x max(0, R - target)^2, which vanishes at or below the target. A penalty, not a
-    Lagrange multiplier: the features answer a multiplier with a lag of hundreds of batches, and dual
-    ascent overshot (level 5: the multiplier reached 1.4 and R fell from 0.86 to 0.48 within an epoch,
-    costing 3.6 points)."""
+    """The rate term: the estimated code length R of the sent symbols (entropy.rate, bits per symbol
+    under the level's context neighbours) is penalized by weight / 2 x max(0, R - target)^2."""
 
     target_bits_per_symbol: float = Field(gt=0, description="no penalty at or below this estimate, bits per symbol")
-    weight: float = Field(10.0, gt=0, description="penalty per (bit per symbol over the target) squared, x 1/2")
+    weight: float = Field(2.0, gt=0, description="penalty per (bit per symbol over the target) squared, x 1/2")
     count_decay: float = Field(0.99, ge=0, lt=1, description="decay per batch of the estimate's running symbol counts")
 
 
-class DeviceStage(SgdStage):
-    """Stage 5: SGD on the level's own head, attention, recovery network and tail."""
+class RateStage(SgdStage):
+    """Stage 6: stage 5's trainee fine-tuned with the rate term."""
 
-    rate: RateConstraint | None = Field(None, description="None: no rate term")
+    rate: RateConstraint
 
 
 class AecnnLevelConfig(QuantizedLevelConfig):
@@ -126,8 +123,17 @@ class AecnnLevelConfig(QuantizedLevelConfig):
     base: AecnnBaseConfig = AecnnBaseConfig()
     recovery: SgdStage = SgdStage(epochs=1, lr=0.05, batch_size=256)
     finetune: SgdStage = SgdStage(epochs=2, lr=0.01, batch_size=256)
-    device_finetune: DeviceStage | None = Field(None, description="stage 5: the level's own head and attention, "
-                                                                  "end to end on images; None: the shared head")
+    device_finetune: SgdStage | None = Field(None, description="stage 5: the level's own head and attention, "
+                                                               "end to end on images; None: the shared head")
+    rate_finetune: RateStage | None = Field(None, description="stage 6: stage 5's result with a rate term; "
+                                                              "None: none")
+
+    @model_validator(mode="after")
+    def _rate_after_own_head(self) -> AecnnLevelConfig:
+        if self.rate_finetune is not None and self.device_finetune is None:
+            raise ValueError(f"level {self.level}: rate_finetune (stage 6) fine-tunes stage 5's own head; "
+                             "it needs device_finetune")
+        return self
 
     @model_validator(mode="after")
     def _trained_by_the_prune_aware_head(self) -> AecnnLevelConfig:
@@ -287,20 +293,18 @@ def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, st
 
     # Stage 3 keeps the tail fixed, its BN statistics included. Stage 5's settings do not touch these
     # stages, so adding stage 5 to a finished level resumes them as they are.
-    return train_cached_stage(cfg.level_dir / name, cfg.stage_config("device_finetune"), level, cache, stage, params, loss_of,
+    return train_cached_stage(cfg.level_dir / name, cfg.stage_config("device_finetune", "rate_finetune"), level, cache, stage, params, loss_of,
                               cfg.base.seed, f"level {cfg.level} {name}", lambda: level_top1(level, cache, quantized),
                               frozen_modules=() if train_tail else (level.net,), show_progress=show_progress)
 
 
 class DeviceAndLevel(nn.Module):
-    """Stage 5's trainee: the level's own device head and attention, and the level's server side
-    (with a rate term: the code-length estimate, whose running counts are checkpointed with it)."""
+    """Stage 5's trainee: the level's own device head and attention, and the level's server side."""
 
-    def __init__(self, device: AecnnBase, level: AecnnLevel, rate: RateProxy | None = None):
+    def __init__(self, device: AecnnBase, level: AecnnLevel):
         super().__init__()
         self.device = device
         self.level = level
-        self.rate = rate
 
     def forward_with_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(recovered split tensor, logits, sent channels on the symbol axis before rounding)
@@ -319,10 +323,20 @@ class DeviceAndLevel(nn.Module):
         return {k: v for k, v in self.device.state_dict().items() if not k.startswith(tail)}
 
 
+class RateLimited(nn.Module):
+    """Stage 6's trainee: stage 5's, with the code-length estimate (its running counts are checkpointed)."""
+
+    def __init__(self, trainee: DeviceAndLevel, rate: RateProxy):
+        super().__init__()
+        self.trainee = trainee
+        self.rate = rate
+
+
 def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: AecnnBase, train_set: ImageSet,
-                      test_set: ImageSet, show_progress: bool = True) -> list[dict]:
-    """Stage 5 (resumes a partial run): head, attention, recovery and tail of one level, end to end."""
-    stage = cfg.device_finetune
+                      test_set: ImageSet, show_progress: bool = True, rate: RateProxy | None = None) -> list[dict]:
+    """Stage 5 (head, attention, recovery and tail of one level, end to end) or, with `rate`, stage 6
+    (the same with the rate term); resumes a partial run."""
+    stage = cfg.device_finetune if rate is None else cfg.rate_finetune
     teacher = teacher.eval().requires_grad_(False)
     server_tail = tuple(f"level.net.{p}" for p in model.level.net.tail_prefixes(cfg.base.split))
     params = [p.requires_grad_(True) for k, p in model.named_parameters()
@@ -330,12 +344,12 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
     torch.manual_seed(cfg.base.seed + cfg.level)
     steps_per_epoch = math.ceil(len(train_set) / stage.batch_size)
     optimizer, scheduler = make_sgd(params, stage, stage.epochs * steps_per_epoch)
-    out = cfg.level_dir / "stage5"
-    config = cfg.stage_config()
-    if stage.rate is None:  # a stage 5 without a rate term resumes checkpoints made before the term existed
-        del config["device_finetune"]["rate"]
-    loop = EpochLoop(out, config, model, optimizer, scheduler, stage.epochs, steps_per_epoch, cfg.base.seed,
-                     f"level {cfg.level} stage5")
+    name = "stage5" if rate is None else "stage6"
+    # Stage 5 does not depend on stage 6, so adding stage 6 to a finished level resumes stage 5.
+    config = cfg.stage_config("rate_finetune") if rate is None else cfg.stage_config()
+    out = cfg.level_dir / name
+    loop = EpochLoop(out, config, model if rate is None else RateLimited(model, rate), optimizer, scheduler,
+                     stage.epochs, steps_per_epoch, cfg.base.seed, f"level {cfg.level} {name}")
 
     def train_epoch(epoch, generator, on_step) -> float:
         def loss_of(batch) -> tuple[torch.Tensor, int]:
@@ -345,8 +359,8 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
                 teacher_logits = teacher.backbone.tail(target, teacher.split)
             recovered, logits, levels = model.forward_with_levels(x)
             loss = split_loss(cfg.loss, recovered, target, logits, teacher_logits, y)
-            if stage.rate is not None:
-                excess = F.relu(model.rate(levels) - stage.rate.target_bits_per_symbol)
+            if rate is not None:
+                excess = F.relu(rate(levels) - stage.rate.target_bits_per_symbol)
                 loss = loss + stage.rate.weight / 2 * excess**2
             return loss, len(y)
 
@@ -404,14 +418,14 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
         dataset = load_card(cfg.base.backbone)["dataset"]["name"]
         train_set = load_dataset(dataset, "train").take(cfg.base.train_limit)
         test_set = load_dataset(dataset, "test").take(cfg.base.test_limit)
-        rate = cfg.device_finetune.rate
-        model = DeviceAndLevel(copy.deepcopy(base), level, None if rate is None else RateProxy(
-            cfg.keep_channels, cfg.bits, cfg.neighbours, rate.count_decay))
+        model = DeviceAndLevel(copy.deepcopy(base), level)
         history["stage5"] = train_device_head(cfg, model, teacher, train_set, test_set, show_progress)
-        if rate is not None:  # the estimate under the running counts at the end of training
-            history["stage5_estimated_bits_per_symbol"] = model.rate.estimate()
+        if cfg.rate_finetune is not None:
+            rate = RateProxy(cfg.keep_channels, cfg.bits, cfg.neighbours, cfg.rate_finetune.rate.count_decay)
+            history["stage6"] = train_device_head(cfg, model, teacher, train_set, test_set, show_progress, rate)
+            history["stage6_estimated_bits_per_symbol"] = rate.estimate()  # under the counts of its last batches
         model.eval()
-        top1 = history["stage5"][-1]["test_top1"]
+        top1 = history["stage6" if cfg.rate_finetune else "stage5"][-1]["test_top1"]
         own_device = {f"device.{k}": v for k, v in model.device_state().items()}
         train_features = map_batches(train_set, lambda x: {"f": model.device.features(x).half()})["f"]
     entropy, code_length = fit_entropy(level.symbols, train_features, cfg.bits, cfg.neighbours)
