@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from grl_aecnn.entropy import (
     DEFAULT_NEIGHBOURS,
+    NEIGHBOURS,
     CODEC_NUMBERS,
     FORMAT_VERSION,
     EntropyModel,
@@ -257,9 +258,11 @@ def test_fuzzed_frames_raise_bitstream_error_or_decode_to_the_declared_shape():
         model = small_model(rng, channels, bits)
         symbols = np.minimum(rng.geometric(0.4, size=(channels, height, width)) - 1, 2**bits - 1)
         cases.append((model, encode_tensor_frame(symbols, model, CODEC, level=bits)))
-    for channels, bits, height, width in [(4, 2, 8, 8), (3, 3, 6, 6)]:  # context models: a decode loop per symbol
+    # Context models (a decode loop per symbol): above/left, and every neighbour.
+    for channels, bits, height, width, neighbours in [(4, 2, 8, 8, DEFAULT_NEIGHBOURS), (3, 3, 6, 6, DEFAULT_NEIGHBOURS),
+                                                      (4, 2, 8, 8, tuple(NEIGHBOURS))]:
         training = np.minimum(rng.geometric(0.4, size=(20, channels, height, width)) - 1, 2**bits - 1)
-        model = EntropyModel.fit(training, bits, neighbours=DEFAULT_NEIGHBOURS)
+        model = EntropyModel.fit(training, bits, neighbours=neighbours)
         cases.append((model, encode_tensor_frame(training[0], model, CODEC, level=bits)))
 
     outcomes = {"rejected": 0, "decoded": 0}
