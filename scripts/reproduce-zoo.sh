@@ -2,7 +2,8 @@
 # Rebuild everything the zoo ships, from the configs: the ResNet-20 backbone, then every AECNN level,
 # then the BottleNet++ and DeepJSCC baselines, then the measurements quoted in the README. Each step
 # resumes from its checkpoints when run again.
-# About 4.5 h (two backbone cycles) + 2.5 h (AECNN) + 2 h (baselines) on 2 CPU cores.
+# About 4.5 h (two backbone cycles) + 6.5 h (AECNN, of which about 4 h for the own heads of levels 1 and
+# 4-7 and level 5's rate stage) + 2 h (baselines) on 2 CPU cores.
 set -euo pipefail
 : "${GRL_AECNN_DATA:?set GRL_AECNN_DATA to the folder holding cifar10-jpeg/}"
 mkdir -p results
