@@ -291,10 +291,11 @@ def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, st
         recovered = level.reconstruct(f, quantized)
         return split_loss(cfg.loss, recovered, f, level.tail(recovered), teacher, y)
 
-    # Stage 3 keeps the tail fixed, its BN statistics included. Stage 5's settings do not touch these
-    # stages, so adding stage 5 to a finished level resumes them as they are.
-    return train_cached_stage(cfg.level_dir / name, cfg.stage_config("device_finetune", "rate_finetune"), level, cache, stage, params, loss_of,
-                              cfg.base.seed, f"level {cfg.level} {name}", lambda: level_top1(level, cache, quantized),
+    # Stage 3 keeps the tail fixed, its BN statistics included. The settings of stages 5-6 do not touch
+    # these stages, so adding them to a finished level resumes these as they are.
+    config = cfg.stage_config("device_finetune", "rate_finetune")
+    return train_cached_stage(cfg.level_dir / name, config, level, cache, stage, params, loss_of, cfg.base.seed,
+                              f"level {cfg.level} {name}", lambda: level_top1(level, cache, quantized),
                               frozen_modules=() if train_tail else (level.net,), show_progress=show_progress)
 
 
