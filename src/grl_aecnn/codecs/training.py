@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches
-from grl_aecnn.entropy import DEFAULT_NEIGHBOURS, NEIGHBOURS, EntropyModel, channel_histograms
+from grl_aecnn.entropy import DEFAULT_NEIGHBOURS, NEIGHBOURS, EntropyModel, channel_histograms, check_neighbours
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
 from grl_aecnn.nets import SplitNet
@@ -80,9 +80,7 @@ class QuantizedLevelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _quantiles_ordered(self) -> QuantizedLevelConfig:
-        if len(set(self.context_neighbours)) != len(self.context_neighbours) or not set(self.context_neighbours) <= set(NEIGHBOURS):
-            raise ValueError(f"context_neighbours must be distinct names from {list(NEIGHBOURS)}, "
-                             f"got {self.context_neighbours}")
+        check_neighbours(self.context_neighbours)
         lo, hi = self.range_quantiles
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {self.range_quantiles}")

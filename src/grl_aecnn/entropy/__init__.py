@@ -12,7 +12,7 @@ import torch
 from grl_aecnn.entropy.bitstream import CODEC_NUMBERS, FORMAT_VERSION, MAX_ELEMENTS, Frame, pack_frame, unpack_frame
 from grl_aecnn.entropy.coder import decode_symbols, encode_symbols
 from grl_aecnn.entropy.models import (DEFAULT_NEIGHBOURS, NEIGHBOURS, PRECISION_BITS, EntropyModel,
-                                      channel_histograms)
+                                      channel_histograms, check_neighbours)
 from grl_aecnn.entropy.quantize import dequantize, fit_channel_range, quantization_levels, quantize, quantize_ste
 from grl_aecnn.entropy.rate import RateProxy
 
@@ -27,6 +27,7 @@ __all__ = [
     "Frame",
     "RateProxy",
     "channel_histograms",
+    "check_neighbours",
     "decode_symbols",
     "decode_tensor_frame",
     "dequantize",

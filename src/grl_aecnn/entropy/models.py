@@ -19,7 +19,7 @@ in training.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -69,7 +69,7 @@ def symbol_contexts(symbols: np.ndarray, neighbours: Sequence[str] = DEFAULT_NEI
         shifted = np.zeros_like(state)
         target, source = [Ellipsis], [Ellipsis]
         for size, offset in zip(state.shape[-3:], NEIGHBOURS[name], strict=True):
-            # neighbour of position i is i + offset: fill positions max(0, -offset).. from 0..
+            # shifted[i] = state[i + offset] wherever i + offset lies inside the tensor
             target.append(slice(max(0, -offset), size - max(0, offset)))
             source.append(slice(max(0, offset), size - max(0, -offset)))
         shifted[tuple(target)] = state[tuple(source)]
@@ -133,7 +133,7 @@ class EntropyModel:
 
     bits: int
     frequencies: np.ndarray
-    neighbours: tuple[str, ...] | None = field(default=None)
+    neighbours: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
