@@ -33,19 +33,21 @@ class RateProxy(nn.Module):
         self.register_buffer("counts", torch.zeros(channels, context_count(self.neighbours), 2**bits,
                                                    dtype=torch.float64))
 
+    def costs(self) -> torch.Tensor:
+        """-log2 p(symbol | channel, context) under the smoothed running counts: (C, contexts, 2^bits)."""
+        smoothed = self.counts + 1.0
+        return smoothed.sum(-1, keepdim=True).log2() - smoothed.log2()
+
     def estimate(self) -> float:
         """Mean code length of the counted symbols under their own smoothed counts, bits per symbol."""
-        smoothed = self.counts + 1.0
-        cost = smoothed.sum(-1, keepdim=True).log2() - smoothed.log2()
-        return float((self.counts * cost).sum() / self.counts.sum().clamp(min=1.0))
+        return float((self.counts * self.costs()).sum() / self.counts.sum().clamp(min=1.0))
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
         symbols = levels.detach().round().to(torch.int64).numpy()
         if self.training:  # the counts follow the training batches only
             batch = channel_histograms(symbols, self.bits, self.neighbours).reshape(self.counts.shape)
             self.counts.mul_(self.decay).add_(torch.from_numpy(batch))
-        smoothed = self.counts + 1.0
-        cost = (smoothed.sum(-1, keepdim=True).log2() - smoothed.log2()).float()  # (C, contexts, S)
+        cost = self.costs().float()
         channels = torch.arange(levels.shape[1]).reshape(1, -1, 1, 1)
         contexts = torch.from_numpy(symbol_contexts(symbols, self.neighbours)) if self.neighbours else 0
         rows = cost[channels, contexts].expand(*levels.shape, -1)  # (N, C, H, W, S)
