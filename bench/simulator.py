@@ -9,6 +9,11 @@ quote on a shared machine: other jobs stretch the wall clock, not the work done)
 * `policy`: the greedy policy's `act()` (policies/planner.py builds its per-slot tables);
 * `end_to_end`: observe + act + step, what `grl-aecnn simulate --policy greedy` pays per slot.
 
+Batched (`MecBatch`, E environments of the first size stepped in lockstep, `--batch-envs`): slots
+per second counted over all environments (E per step), for `step` alone on recorded greedy actions
+and for `observe` of every environment + `step` (what a policy fed by Observations pays on top of
+its own decisions). Greedy's own `act` is per environment and is not batched.
+
     OMP_NUM_THREADS=1 python bench/simulator.py --json bench/results/simulator.json
     # the same script on an older checkout: PYTHONPATH=<old>/src python bench/simulator.py --json before.json
     python bench/simulator.py --baseline before.json --json bench/results/simulator.json
@@ -25,7 +30,9 @@ import platform
 import statistics
 import time
 
-from grl_aecnn.mec import MecSimulator, Scenario
+import numpy as np
+
+from grl_aecnn.mec import MecBatch, MecSimulator, Scenario
 from grl_aecnn.policies import make_policy
 from grl_aecnn.profile import synthetic_profile
 from grl_aecnn.store import atomic_write_json
@@ -55,6 +62,28 @@ def measure(n: int, n_es: int, slots: int, seed: int, profile) -> dict[str, floa
     sim_cpu, sim_wall = time.process_time() - c0, time.perf_counter() - w0
     return {"cpu_sim": sim_cpu / slots, "cpu_policy": act_cpu / slots, "cpu_end_to_end": all_cpu / slots,
             "wall_sim": sim_wall / slots, "wall_policy": act_wall / slots, "wall_end_to_end": all_wall / slots}
+
+
+def measure_batch(n: int, n_es: int, n_envs: int, slots: int, seed: int, profile) -> dict[str, float]:
+    """CPU seconds per environment-slot of a lockstep batch: step alone, and observe (all envs) + step,
+    each replaying greedy decisions recorded in a first pass (same seed, so the same slots)."""
+    batch = MecBatch(Scenario(n_md=n, n_es=n_es), profile, seed=seed, n_envs=n_envs)
+    pol = make_policy("greedy", seed)
+    actions = []
+    for _ in range(slots):
+        actions.append(np.stack([pol.act(batch.observe(e)) for e in range(n_envs)]))
+        batch.step(actions[-1])
+    out = {}
+    for part in ("step", "observe_step"):
+        batch.reset(seed)
+        c0 = time.process_time()
+        for a in actions:
+            if part == "observe_step":
+                for e in range(n_envs):
+                    batch.observe(e)
+            batch.step(a)
+        out[f"cpu_{part}"] = (time.process_time() - c0) / (slots * n_envs)
+    return out
 
 
 def load_profile(shipped: bool):
@@ -102,6 +131,9 @@ def main() -> None:
     ap.add_argument("--slots", type=int, nargs="+", default=[300, 60, 20], help="slots per repeat, one per size "
                     "(or one for all)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-envs", type=int, nargs="*", default=[16, 64, 256], help="lockstep batch sizes, "
+                    "measured at the first size (none: skip)")
+    ap.add_argument("--batch-slots", type=int, default=40, help="slots per repeat of each batch")
     ap.add_argument("--baseline", default=None, help="JSON of this benchmark on an older checkout, kept under 'baseline'")
     ap.add_argument("--baseline-src", default=None, help="src/ folder of an older checkout: each repeat also runs this "
                     "script on it (a subprocess, just before), so both see the same machine load")
@@ -135,6 +167,20 @@ def main() -> None:
               f"({row['cpu_sim_slots_per_s']:6.0f} slots/s; wall {row['wall_sim_slots_per_s']:6.0f}); greedy act "
               f"{row['cpu_policy_ms_per_slot']:8.3f} ms; end to end {row['cpu_end_to_end_slots_per_s']:6.0f} slots/s CPU "
               f"(wall {row['wall_end_to_end_slots_per_s']:6.0f})")
+    batch_rows = []
+    for n_envs in args.batch_envs:
+        runs = [measure_batch(args.sizes[0], args.n_es, n_envs, args.batch_slots, r, profile) for r in range(args.repeats)]
+        row = {"n_md": args.sizes[0], "n_es": args.n_es, "n_envs": n_envs, "slots": args.batch_slots,
+               "repeats": args.repeats}
+        for part in ("step", "observe_step"):
+            med = statistics.median(r[f"cpu_{part}"] for r in runs)
+            row[f"cpu_{part}_us_per_env_slot"] = 1e6 * med
+            row[f"cpu_{part}_env_slots_per_s"] = 1 / med
+        row["cpu_step_speedup_vs_single_sim"] = rows[0]["cpu_sim_ms_per_slot"] * 1e3 / row["cpu_step_us_per_env_slot"]
+        batch_rows.append(row)
+        print(f"batch of {n_envs:4d} x N={args.sizes[0]}: step {row['cpu_step_env_slots_per_s']:7.0f} slots/s CPU "
+              f"({row['cpu_step_speedup_vs_single_sim']:.1f}x one simulator's observe + step); observe all + step "
+              f"{row['cpu_observe_step_env_slots_per_s']:7.0f} slots/s")
     for row in rows:
         for key in ("cpu_sim", "cpu_end_to_end"):
             row[f"{key}_cost_vs_first"] = row[f"{key}_ms_per_slot"] / rows[0][f"{key}_ms_per_slot"]
@@ -142,7 +188,8 @@ def main() -> None:
            "profile": "shipped resnet20-cifar10" if args.shipped_profile else "synthetic (8 options, 2,000 samples)",
            "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "note": args.note,
-           "numpy_call_us": {"before": gauge_before, "after": numpy_call_us()}, "rows": rows}
+           "numpy_call_us": {"before": gauge_before, "after": numpy_call_us()}, "rows": rows,
+           "batch_rows": batch_rows}
     if args.baseline:
         with open(args.baseline) as f:
             base = json.load(f)

@@ -2,7 +2,7 @@
 
 from grl_aecnn.mec.allocation import Allocation, EsResources, EsTasks, equal_shares, evaluate, solve
 from grl_aecnn.mec.scenario import Scenario
-from grl_aecnn.mec.simulator import MecError, MecSimulator, Observation
+from grl_aecnn.mec.simulator import MecBatch, MecError, MecSimulator, Observation
 
-__all__ = ["Allocation", "EsResources", "EsTasks", "MecError", "MecSimulator", "Observation", "Scenario",
+__all__ = ["Allocation", "EsResources", "EsTasks", "MecBatch", "MecError", "MecSimulator", "Observation", "Scenario",
            "equal_shares", "evaluate", "solve"]

@@ -361,8 +361,8 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
         # all subsets of each ES's stand-alone-feasible tasks; the weights and start points are summed
         # per ES with the single-ES solver's shapes, so ties are broken on the very same numbers
         n_rows = 2 ** n_cand[groups]
-        masks = np.zeros((int(n_rows.sum()), len(cols)), bool)
-        b0, p0, value = (np.empty(len(masks)) for _ in range(3))
+        total_rows = int(n_rows.sum())
+        b0, p0, value = (np.empty(total_rows) for _ in range(3))
         row0 = np.cumsum(n_rows) - n_rows
         col0 = np.cumsum(counts[groups]) - counts[groups]
         blocks = []
@@ -371,29 +371,32 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
             me = np.zeros((n_rows[j], len(te)), bool)
             me[:, alone[te]] = _all_masks(int(n_cand[e]))
             rs, cs = slice(row0[j], row0[j] + n_rows[j]), slice(col0[j], col0[j] + len(te))
-            masks[rs, cs] = me
             mf = me.astype(float)
             b0[rs], p0[rs], value[rs] = mf @ beta0[te], mf @ phi0[te], me @ t.weight[te]
             blocks.append((rs, cs, me))
-        tot, n_full, frac = np.full(len(masks), np.inf), np.zeros(len(masks), np.int64), np.zeros(len(masks))
+        tot, n_full, frac = np.full(total_rows, np.inf), np.zeros(total_rows, np.int64), np.zeros(total_rows)
         seg0 = np.searchsorted(seg_gidx, np.arange(len(groups)))  # each ES's first segment position
         large = n_cand[groups] >= _SEARCH_MIN
         small_rows = np.flatnonzero(np.repeat(~large, n_rows))
-        if len(small_rows) and (large.any() or len(groups) > 1 and len(masks) * len(seg.col) > 2 * sum(
-                int(n_rows[j]) * int(np.sum(seg_gidx == j)) for j in range(len(groups))) + 20_000):
+        if len(small_rows) and (large.any() or len(groups) > 1 and total_rows * len(seg.col) > 2 * int(
+                n_rows @ np.bincount(seg_gidx, minlength=len(groups))) + 20_000):
             large[:] = True  # ES by ES: far fewer empty positions than one block over all ESs
-        elif len(small_rows):
+        elif len(small_rows):  # one block-diagonal set of masks over all ESs
+            masks = np.zeros((total_rows, len(cols)), bool)
+            for rs, cs, me in blocks:
+                masks[rs, cs] = me
             tot, n_full, frac = seg.min_phi(masks, b0, p0)
+        seg_end = np.searchsorted(seg_gidx, np.arange(len(groups)), side="right")
         for j in np.flatnonzero(large):
             rs, cs, me = blocks[j]
-            sj = seg_gidx == j
+            sj = slice(seg0[j], seg_end[j])  # seg_gidx is sorted: each ES's segments are contiguous
             local = _Segments(seg.beta0[cs], seg.phi0[cs], seg.col[sj] - col0[j], seg.dbeta[sj], seg.dphi[sj])
             rows = np.arange(rs.start, rs.stop)
             if n_cand[groups[j]] < _SEARCH_MIN:
                 done = rows
             else:  # heaviest subsets first, until the heaviest feasible weight and all its ties are known
                 done = _heaviest_first(local, me, b0[rs], p0[rs], value[rs]) + rs.start
-            tot[done], n_full[done], frac[done] = local.min_phi(masks[done][:, cs], b0[done], p0[done])
+            tot[done], n_full[done], frac[done] = local.min_phi(me[done - rs.start], b0[done], p0[done])
             n_full[done] += seg0[j]  # positions in the list of all ESs' segments
         feasible = tot <= 1.0
         value = np.where(feasible, value, -np.inf)
@@ -401,7 +404,9 @@ def _solve_general(t: EsTasks, group: np.ndarray, flops: np.ndarray, r: EsResour
         row_group = np.repeat(np.arange(len(groups)), n_rows)
         best = np.lexsort((tot, -value, row_group))
         best = best[np.searchsorted(row_group[best], np.arange(len(groups)))]
-        chosen = masks[best] & feasible[best][:, None]
+        chosen = np.zeros((len(groups), len(cols)), bool)  # each ES's chosen subset, in its own columns
+        for j, ((rs, cs, me), row) in enumerate(zip(blocks, best)):
+            chosen[j, cs] = me[row - rs.start] & feasible[row]
         b, p = seg.shares(chosen, seg_gidx, n_full[best], frac[best])
         beta[cols], phi[cols] = b, p
         serve[cols] = chosen.any(axis=0)

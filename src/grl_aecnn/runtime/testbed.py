@@ -369,7 +369,7 @@ def run_testbed(scenario_path: str | os.PathLike, policy: str, slots: int, seed:
             links.teardown()
 
     # The real outcomes in the simulator's own log and summary code (same columns, same metrics).
-    real = copy.copy(sim)
+    real = copy.copy(sim.batch)
     real.records = controller.records
     sim_result, sim_run = run_simulation(scenario_path, policy, slots, seed, profile_path, allocator)
     write_outputs(sim_result, sim_run, f"{stem}.sim.json")
