@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from grl_aecnn.cli import app
 from grl_aecnn.mec import MecBatch, MecError, MecSimulator, Scenario
-from grl_aecnn.mec.env import MecEnv
+from grl_aecnn.mec.env import MecEnv, MecVectorEnv, flat_observation
 from grl_aecnn.policies import Policy, make_policy
 from grl_aecnn.profile import synthetic_profile
 
@@ -132,6 +132,27 @@ def test_env_checker_and_graph():
     assert g.num_nodes == 7 and g.edge_index.shape == (2, 20) and g.edge_attr.shape == (20, 2)
     obs2, _ = env.reset(seed=5)
     assert np.array_equal(obs, obs2)
+
+
+def test_vector_env_matches_single_envs_and_autoresets():
+    single, vec = MecEnv(SMALL, PROFILE), MecVectorEnv(SMALL, PROFILE, num_envs=1)
+    obs, _ = single.reset(seed=9)
+    vobs, _ = vec.reset(seed=9)
+    assert vec.observation_space.contains(vobs) and np.array_equal(vobs[0], obs)
+    for _ in range(SMALL.episode_slots):
+        action = single.action_space.sample()
+        obs, reward, _, truncated, _ = single.step(action)
+        vobs, vreward, _, vtruncated, _ = vec.step(action[None])
+        assert np.array_equal(vobs[0], obs) and vreward[0] == pytest.approx(reward) and vtruncated[0] == truncated
+    assert truncated
+    _, vreward, _, vtruncated, _ = vec.step(vec.action_space.sample())  # next-step autoreset
+    assert vec.batch.slot == 0 and vreward[0] == 0 and not vtruncated[0]
+    many = MecVectorEnv(SMALL, PROFILE, num_envs=3)
+    vobs, _ = many.reset(seed=2)
+    vobs, reward, _, _, info = many.step(many.action_space.sample())
+    assert many.observation_space.contains(vobs) and reward.shape == (3,) and info["n_tasks"].shape == (3,)
+    for e in range(3):
+        assert np.array_equal(vobs[e], flat_observation(many.batch.observe(e)))
 
 
 def test_cli_simulate(tmp_path):

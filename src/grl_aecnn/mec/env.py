@@ -1,15 +1,20 @@
-"""A gymnasium environment over `MecSimulator`: flat Box observation, MultiDiscrete action (one
-choice per MD: 0 = local, then (ES, option) pairs), and the same state as a PyG graph via `graph()`."""
+"""Gymnasium environments over the simulator: `MecEnv` (one `MecSimulator`) and `MecVectorEnv` (a
+`MecBatch` stepped in lockstep). Flat Box observation, MultiDiscrete action (one choice per MD:
+0 = local, then (ES, option) pairs), and the same state as a PyG graph via `MecEnv.graph()`."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 from grl_aecnn.mec.scenario import Scenario
-from grl_aecnn.mec.simulator import MecSimulator, Observation
+from grl_aecnn.mec.simulator import MecBatch, MecSimulator, Observation
 from grl_aecnn.profile import OptionProfile
 
 CLIP = 10.0
@@ -22,8 +27,9 @@ def estimated_snr_db10(obs: Observation) -> np.ndarray:
 
 
 def md_features(obs: Observation) -> np.ndarray:
+    """(..., N, 4); the fields may carry leading env axes (`MecVectorEnv`)."""
     return np.stack([obs.has_task.astype(float), obs.deadline_s / 0.1, obs.md_flops / 1e10,
-                     obs.energy_budget_j / 0.01], axis=1)
+                     np.broadcast_to(obs.energy_budget_j / 0.01, obs.has_task.shape)], axis=-1)
 
 
 def es_features(obs: Observation) -> np.ndarray:
@@ -32,7 +38,11 @@ def es_features(obs: Observation) -> np.ndarray:
 
 
 def flat_observation(obs: Observation) -> np.ndarray:
-    v = np.concatenate([md_features(obs).ravel(), estimated_snr_db10(obs).ravel(), es_features(obs)[:, 0]])
+    """[MD features, estimated SNR per MD-ES pair, estimated ES availability]; (..., 4N + NM + M) when
+    the fields carry leading env axes."""
+    lead = obs.has_task.shape[:-1]
+    v = np.concatenate([md_features(obs).reshape(*lead, -1), estimated_snr_db10(obs).reshape(*lead, -1),
+                        np.asarray(obs.avail_est, float)], axis=-1)
     return np.clip(v, -CLIP, CLIP).astype(np.float32)
 
 
@@ -71,11 +81,14 @@ class MecEnv(gym.Env):
     def __init__(self, scenario: Scenario, profile: OptionProfile, allocator: str = "optimal"):
         self.scenario, self.profile = scenario, profile
         self.sim = MecSimulator(scenario, profile, seed=0, allocator=allocator)
-        n, m = scenario.n_md, scenario.n_es
-        dim = 4 * n + n * m + m
-        self.observation_space = spaces.Box(-CLIP, CLIP, shape=(dim,), dtype=np.float32)
-        self.action_space = spaces.MultiDiscrete(np.full(n, self.sim.n_actions, dtype=np.int64))
+        self.observation_space, self.action_space = self.spaces(scenario, self.sim.n_actions)
         self._obs: Observation | None = None
+
+    @staticmethod
+    def spaces(scenario: Scenario, n_actions: int) -> tuple[spaces.Box, spaces.MultiDiscrete]:
+        n, m = scenario.n_md, scenario.n_es
+        return (spaces.Box(-CLIP, CLIP, shape=(4 * n + n * m + m,), dtype=np.float32),
+                spaces.MultiDiscrete(np.full(n, n_actions, dtype=np.int64)))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -94,3 +107,45 @@ class MecEnv(gym.Env):
 
     def graph(self):
         return observation_graph(self._obs)
+
+
+class MecVectorEnv(VectorEnv):
+    """`num_envs` copies of the scenario in one `MecBatch`, stepped in lockstep (the fast way to many
+    environments: a slot of all copies costs about the NumPy calls of one). All copies truncate
+    together after `episode_slots`; the next `step` then resets the whole batch with a fresh seed
+    (next-step autoreset: its actions are ignored, rewards 0). A batch of one gives `MecEnv`'s
+    observations and rewards for the same seed."""
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, scenario: Scenario, profile: OptionProfile, num_envs: int, allocator: str = "optimal"):
+        self.scenario, self.profile, self.num_envs = scenario, profile, int(num_envs)
+        self.batch = MecBatch(scenario, profile, seed=0, allocator=allocator, n_envs=self.num_envs)
+        one = MecEnv.spaces(scenario, self.batch.n_actions)
+        self.single_observation_space, self.single_action_space = one
+        self.observation_space = batch_space(one[0], self.num_envs)
+        self.action_space = batch_space(one[1], self.num_envs)
+        self._autoreset = False
+
+    def _observations(self) -> np.ndarray:
+        b, sc = self.batch, self.scenario
+        view = SimpleNamespace(has_task=b.has_task, deadline_s=b.deadline_s, md_flops=b.md_flops,
+                               energy_budget_j=sc.device.energy_budget_j, gain_est=b.gain_est, avail_est=b.avail_est,
+                               p_max_w=sc.device.p_max_w, n0_w_hz=b.n0, es_bandwidth_hz=sc.edge.bandwidth_hz)
+        return flat_observation(view)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.batch.reset(int(self.np_random.integers(2**31 - 1)))
+        self._autoreset = False
+        return self._observations(), {}
+
+    def step(self, actions):
+        n = self.num_envs
+        if self._autoreset:
+            obs, info = self.reset()
+            return obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), info
+        out = self.batch.step(np.asarray(actions, dtype=np.int64))
+        self._autoreset = self.batch.slot >= self.scenario.episode_slots
+        info = {"n_tasks": out["n_tasks"], "n_success": out["n_success"]}
+        return self._observations(), out["reward"], np.zeros(n, bool), np.full(n, self._autoreset), info
