@@ -76,7 +76,7 @@ def test_batch_envs_step_as_if_alone(seed, n_envs, arrival):
                 if key != "env":
                     np.testing.assert_array_equal(rec[key][rows], value, err_msg=key)
             assert out["n_tasks"][e] == single["n_tasks"] and out["n_success"][e] == single["n_success"]
-            assert out["reward"][e] == pytest.approx(single["reward"], rel=1e-12, abs=1e-12)
+            assert out["reward"][e] == single["reward"]
 
 
 def test_batch_is_seeded_and_its_envs_differ():
@@ -90,6 +90,8 @@ def test_batch_is_seeded_and_its_envs_differ():
     a, b = log(5), log(5)
     assert [a.event_log_csv(e) for e in range(3)] == [b.event_log_csv(e) for e in range(3)]
     assert a.event_log_csv(0) != a.event_log_csv(1) and not np.array_equal(a.gain_true[0], a.gain_true[1])
+    pooled_log = a.event_log_csv().splitlines()
+    assert pooled_log[0].startswith("env,slot,md,") and len(pooled_log) == 1 + 3 * 4 * SMALL.n_md
     pooled, per_env = a.summary(), [a.summary(e) for e in range(3)]
     assert pooled["tasks"] == sum(s["tasks"] for s in per_env) == 3 * 4 * SMALL.n_md
     assert pooled["throughput_per_s"] == pytest.approx(np.mean([s["throughput_per_s"] for s in per_env]))
@@ -97,6 +99,13 @@ def test_batch_is_seeded_and_its_envs_differ():
         a.step(np.zeros((2, SMALL.n_md), np.int64))
     with pytest.raises(MecError):
         MecBatch(SMALL, PROFILE, n_envs=0)
+    with pytest.raises(MecError):
+        a.summary(3)
+    sim = MecSimulator(SMALL, PROFILE)
+    with pytest.raises(AttributeError):
+        sim.slot = 7  # state lives in sim.batch; a wrapper copy would silently diverge
+    with pytest.raises(MecError):
+        sim.step(np.zeros(SMALL.n_md))  # float actions
 
 
 def test_environment_independent_of_policy():
@@ -143,7 +152,7 @@ def test_vector_env_matches_single_envs_and_autoresets():
         action = single.action_space.sample()
         obs, reward, _, truncated, _ = single.step(action)
         vobs, vreward, _, vtruncated, _ = vec.step(action[None])
-        assert np.array_equal(vobs[0], obs) and vreward[0] == pytest.approx(reward) and vtruncated[0] == truncated
+        assert np.array_equal(vobs[0], obs) and vreward[0] == reward and vtruncated[0] == truncated
     assert truncated
     _, vreward, _, vtruncated, _ = vec.step(vec.action_space.sample())  # next-step autoreset
     assert vec.batch.slot == 0 and vreward[0] == 0 and not vtruncated[0]
@@ -151,6 +160,11 @@ def test_vector_env_matches_single_envs_and_autoresets():
     vobs, _ = many.reset(seed=2)
     vobs, reward, _, _, info = many.step(many.action_space.sample())
     assert many.observation_space.contains(vobs) and reward.shape == (3,) and info["n_tasks"].shape == (3,)
+    assert info["_n_tasks"].all() and np.array_equal(info["slot"], [1, 1, 1])
+    with pytest.raises(MecError):
+        many.step(many.action_space.sample().astype(float))
+    with pytest.raises(MecError):
+        many.reset(options={"reset_mask": np.array([True, False, False])})
     for e in range(3):
         assert np.array_equal(vobs[e], flat_observation(many.batch.observe(e)))
 

@@ -14,7 +14,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from grl_aecnn.mec.scenario import Scenario
-from grl_aecnn.mec.simulator import MecBatch, MecSimulator, Observation
+from grl_aecnn.mec.simulator import MecBatch, MecError, MecSimulator, Observation
 from grl_aecnn.profile import OptionProfile
 
 CLIP = 10.0
@@ -134,18 +134,25 @@ class MecVectorEnv(VectorEnv):
                                p_max_w=sc.device.p_max_w, n0_w_hz=b.n0, es_bandwidth_hz=sc.edge.bandwidth_hz)
         return flat_observation(view)
 
+    def _info(self, **values: np.ndarray) -> dict:
+        """Gymnasium's vector info: per key an array over envs and its "_key" mask (all envs report)."""
+        values = {"slot": np.full(self.num_envs, self.batch.slot), **values}
+        return {**values, **{f"_{k}": np.ones(self.num_envs, bool) for k in values}}
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if options and "reset_mask" in options:
+            raise MecError("MecVectorEnv steps its envs in lockstep: they reset together, not by reset_mask")
         super().reset(seed=seed)
         self.batch.reset(int(self.np_random.integers(2**31 - 1)))
         self._autoreset = False
-        return self._observations(), {}
+        return self._observations(), self._info()
 
     def step(self, actions):
         n = self.num_envs
         if self._autoreset:
             obs, info = self.reset()
             return obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), info
-        out = self.batch.step(np.asarray(actions, dtype=np.int64))
+        out = self.batch.step(np.asarray(actions))  # integer actions only (the batch checks)
         self._autoreset = self.batch.slot >= self.scenario.episode_slots
-        info = {"n_tasks": out["n_tasks"], "n_success": out["n_success"]}
+        info = self._info(n_tasks=out["n_tasks"], n_success=out["n_success"])
         return self._observations(), out["reward"], np.zeros(n, bool), np.full(n, self._autoreset), info

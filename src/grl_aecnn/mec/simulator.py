@@ -258,6 +258,7 @@ class MecBatch:
     def observe(self, env: int = 0, perfect: bool = False) -> Observation:
         """Copy `env`'s view of the current slot. `perfect=True` is for the perfect-information
         oracle only: the true channel gains and ES availability replace the estimates."""
+        self._check_env(env)
         p, sc = self.profile, self.sc
         gain, avail = (self.gain_true, self.avail_true) if perfect else (self.gain_est, self.avail_est)
         return Observation(
@@ -356,17 +357,29 @@ class MecBatch:
         }
         self.records.append(rec)
         n_tasks = np.bincount(env_of, minlength=e_n)
-        reward = np.bincount(env_of, rec["reward"], minlength=e_n) / np.maximum(n_tasks, 1)
+        # per env the same sum as a lone simulator's (np.sum over its rows, which are contiguous)
+        bounds = np.concatenate([[0], np.cumsum(n_tasks)])
+        reward = np.array([rec["reward"][bounds[k]:bounds[k + 1]].sum() for k in range(e_n)]) / np.maximum(n_tasks, 1)
         n_success = np.bincount(env_of[success_t], minlength=e_n)
         self._advance()
         return {"reward": reward, "n_tasks": n_tasks, "n_success": n_success, "record": rec}
 
     # ---- results -------------------------------------------------------------------------------
+    def _check_env(self, env: int | None) -> None:
+        if env is not None and not 0 <= env < self.n_envs:
+            raise MecError(f"env must be in [0, {self.n_envs}), got {env}")
+
+    def _log_fields(self, env: int | None) -> tuple[str, ...]:
+        """The log's columns: with "env" first when it pools several envs."""
+        return ("env",) + LOG_FIELDS if env is None and self.n_envs > 1 else LOG_FIELDS
+
     def log_arrays(self, env: int | None = None) -> dict[str, np.ndarray]:
-        """The per-task log of one env, or of all (None)."""
+        """The per-task log of one env, or of all (None; then with an "env" column if there are several)."""
+        self._check_env(env)
+        fields = self._log_fields(env)
         if not self.records:
-            return {k: np.zeros(0) for k in LOG_FIELDS}
-        cols = {k: np.concatenate([r[k] for r in self.records]) for k in LOG_FIELDS}
+            return {k: np.zeros(0) for k in fields}
+        cols = {k: np.concatenate([r[k] for r in self.records]) for k in fields}
         if env is None or self.n_envs == 1:
             return cols
         keep = np.concatenate([r["env"] for r in self.records]) == env
@@ -375,9 +388,10 @@ class MecBatch:
     def event_log_csv(self, env: int | None = None) -> str:
         """Per-task log; floats with 9 significant digits, so the same seed gives the same bytes."""
         cols = self.log_arrays(env)
+        fields = self._log_fields(env)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(LOG_FIELDS)
+        w.writerow(fields)
         names = self.profile.names
 
         def fmt(k, v):
@@ -390,7 +404,7 @@ class MecBatch:
             return "" if not np.isfinite(v) else f"{float(v):.9g}"
 
         for i in range(len(cols["slot"])):
-            w.writerow([fmt(k, cols[k][i]) for k in LOG_FIELDS])
+            w.writerow([fmt(k, cols[k][i]) for k in fields])
         return buf.getvalue()
 
     def summary(self, env: int | None = None) -> dict:
@@ -423,8 +437,10 @@ class MecSimulator:
     """One environment (docs/system-model.md): a `MecBatch` of one, seen without the env axis."""
 
     # state arrays of the batch that read here without their env axis
-    PER_ENV = ("md_xy", "es_xy", "md_class", "md_flops", "md_j_per_flop", "gain_true", "gain_est", "avail_true",
-               "avail_est", "has_task", "sample", "deadline_s", "load_state", "los", "speed")
+    PER_ENV = ("md_xy", "es_xy", "md_class", "md_flops", "md_j_per_flop", "los_u", "los_phase", "waypoint", "speed",
+               "shadow_z", "scatter", "scatter_prev", "load_state", "avail_prev", "los", "gain_true", "gain_est",
+               "avail_true", "avail_est", "has_task", "sample", "deadline_s")
+    OWN = ("batch", "sc", "profile", "allocator", "n_actions")
 
     def __init__(self, scenario: Scenario, profile: OptionProfile, seed: int = 0, allocator: str = "optimal"):
         self.batch = MecBatch(scenario, profile, seed, allocator, n_envs=1)
@@ -435,6 +451,11 @@ class MecSimulator:
             raise AttributeError(name)
         value = getattr(self.batch, name)
         return value[0] if name in self.PER_ENV else value
+
+    def __setattr__(self, name: str, value) -> None:
+        if name not in self.OWN:  # the state lives in the batch; a copy set here would silently diverge
+            raise AttributeError(f"MecSimulator.{name} is the batch's state: set it on .batch (env axis first)")
+        object.__setattr__(self, name, value)
 
     def reset(self, seed: int) -> Observation:
         self.batch.reset(seed)
@@ -448,7 +469,7 @@ class MecSimulator:
     def step(self, actions) -> dict:
         """Apply one decision per MD (ignored for MDs without a task); returns the slot's outcome."""
         a = np.asarray(actions)
-        if a.shape != (self.sc.n_md,):
+        if a.shape != (self.sc.n_md,) or a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.n_actions:
             raise MecError(f"actions must be {self.sc.n_md} integers in [0, {self.n_actions}), got {a!r}")
         out = self.batch.step(a[None])
         rec = out["record"]
