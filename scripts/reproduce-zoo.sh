@@ -40,5 +40,5 @@ grl-aecnn codec eval --codec bottlenetpp --model resnet20-cifar10 --limit 1000 \
 for level in 1 2 3; do
   grl-aecnn train codec --config "configs/codecs/deepjscc-L$level.yaml"
 done
-grl-aecnn codec ship --codec deepjscc
-grl-aecnn codec eval-channel --model resnet20-cifar10 --limit 1000 --json results/codec-deepjscc-resnet20-cifar10.json
+grl-aecnn codec ship --codec deepjscc --base-dir runs/codecs/deepjscc-resnet20-cifar10-long
+grl-aecnn codec eval-channel --model resnet20-cifar10 --json results/codec-deepjscc-resnet20-cifar10.json
