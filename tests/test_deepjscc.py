@@ -17,13 +17,13 @@ from grl_aecnn import zoo
 from grl_aecnn.cli import app
 from grl_aecnn.codecs.base import Codec
 from grl_aecnn.codecs.channel import awgn, transmit
-from grl_aecnn.codecs.deepjscc import DeepJsccCodec, evaluate_snr_grid, load_codecs
+from grl_aecnn.codecs.deepjscc import DeepJsccCodec, evaluate_snr_grid, load_codecs, ship_codec
 from grl_aecnn.codecs.deepjscc.model import DeepJscc
 from grl_aecnn.codecs.deepjscc.training import AdamStage, DeepJsccConfig, train_level
 from grl_aecnn.config import load_config
 from grl_aecnn.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from grl_aecnn.entropy import pack_frame, unpack_frame
-from grl_aecnn.errors import BitstreamError, ConfigError
+from grl_aecnn.errors import BitstreamError, CheckpointError, ConfigError
 from grl_aecnn.nets import build_model
 from grl_aecnn.nets.training import train_backbone
 from grl_aecnn.store import load_tensors
@@ -33,7 +33,7 @@ from tests.test_training import tiny_config
 
 NAME = "deepjscc-resnet20-cifar10"
 GOLDEN = Path(__file__).parent / "golden" / "deepjscc_resnet20_cifar10.json"
-CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "codecs").glob("deepjscc-*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "codecs").glob("deepjscc-L*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -204,10 +204,41 @@ def test_cli_train_ship_and_eval_channel(tiny, tmp_path):
     assert 0 <= first[0]["top1"] <= 1 and first[0]["psnr_db"] > 0
 
 
+def test_warm_start_from_a_shipped_codec(tiny, tmp_path):
+    tmp = tiny["tmp"]
+    parent = ship_codec(tmp / "codec", "deepjscc-tiny-parent")
+    warm = level_config(tmp_path / "warm", 1, 4).model_copy(update={
+        "train": None, "task": AdamStage(epochs=1, lr=1e-12, batch_size=8), "init_from": "deepjscc-tiny-parent"})
+    card = train_level(warm, show_progress=False)
+    assert list(card["history"]) == ["stage2"]
+    assert card["init_from"]["weights_sha256"] == parent["weights_sha256"] and card["init_from"]["level"] == 1
+    before = load_tensors(tmp / "codec" / "level001" / "level.safetensors")
+    after = load_tensors(tmp_path / "warm" / "level001" / "level.safetensors")
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-6) for k in before)
+    # The lineage travels into the shipped card.
+    shipped = ship_codec(tmp_path / "warm", "deepjscc-tiny-child")
+    assert shipped["levels"][0]["init_from"]["codec"] == "deepjscc-tiny-parent"
+    with pytest.raises(CheckpointError, match="no level 1 with code_channels 6"):
+        train_level(warm.model_copy(update={"code_channels": 6, "output_dir": str(tmp_path / "bad")}),
+                    show_progress=False)
+    with pytest.raises(ValueError, match="only a warm start"):
+        DeepJsccConfig(level=1, code_channels=4, train=None)
+
+
 def test_configs_validate():
     assert len(CONFIGS) >= 3
     ratios = [load_config(path, DeepJsccConfig).code_channels / 96 for path in CONFIGS]
     assert sorted(ratios) == pytest.approx([1 / 12, 1 / 6, 1 / 3])
+
+
+def test_continuation_configs_warm_start_every_level():
+    configs = [load_config(path, DeepJsccConfig) for path in sorted(CONFIGS[0].parent.glob("deepjscc-more-L*.yaml"))]
+    parents = {c.level: c for c in map(lambda p: load_config(p, DeepJsccConfig), CONFIGS)}
+    assert [c.level for c in configs] == sorted(parents)
+    for c in configs:
+        assert c.init_from == NAME and c.train is None and c.task is not None
+        assert (c.code_channels, c.width, c.snr_train_db) == (parents[c.level].code_channels, parents[c.level].width,
+                                                             parents[c.level].snr_train_db)
 
 
 def test_bad_config_is_a_config_error(tmp_path):

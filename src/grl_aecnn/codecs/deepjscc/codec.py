@@ -112,7 +112,7 @@ def ship_codec(base_dir: str | Path, name: str, zoo_dir: Path | None = None) -> 
     for card, level_tensors in finished_levels(base_dir):
         tensors.update(level_tensors)
         levels.append({k: card[k] for k in ("level", "code_channels", "width", "symbols", "bandwidth_ratio", "channel",
-                                            "snr_train_db", "test_top1_top_snr")})
+                                            "snr_train_db", "test_top1_top_snr", "init_from") if k in card})
     # frozen_backbone saw to it that every level in base_dir was trained on these backbone weights.
     backbone = read_json(base_dir / BACKBONE_INFO)
     return write_shipped(name, tensors, {"codec": CODEC_ID, "backbone": backbone["name"],

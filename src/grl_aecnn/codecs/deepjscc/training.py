@@ -5,6 +5,10 @@
   2. Optional (`task`): the same with a task term added, distillation from the frozen backbone's
      logits on the clean image to its logits on the reconstruction, so the decoder spends its
      capacity on what the classifier reads. The backbone itself is never trained.
+
+`init_from` starts from a shipped DeepJSCC codec's level of the same number instead of random
+weights (more task epochs on a finished model without redoing its MSE epochs); the parent is
+recorded in the level card and carried into the shipped card.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
 
 from grl_aecnn.codecs.channel import transmit
+from grl_aecnn.codecs.deepjscc.codec import load_codecs
 from grl_aecnn.codecs.deepjscc.model import DeepJscc
 from grl_aecnn.codecs.training import LEVEL_CARD, LEVEL_WEIGHTS, distill, frozen_backbone
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
+from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
 from grl_aecnn.nets import SplitNet
 from grl_aecnn.store import atomic_write_json, save_tensors
@@ -52,8 +58,10 @@ class DeepJsccConfig(StrictModel):
     backbone: str = Field("resnet20-cifar10", description="zoo name of the backbone that classifies the reconstruction")
     channel: Literal["awgn", "rayleigh"] = "awgn"
     snr_train_db: tuple[float, float] = (0.0, 20.0)
-    train: AdamStage = AdamStage(epochs=5)
+    train: AdamStage | None = Field(AdamStage(epochs=5), description="stage 1; None only with init_from")
     task: AdamStage | None = AdamStage(epochs=1, lr=2e-4)
+    init_from: str | None = Field(None, description="warm start: the zoo name of a shipped DeepJSCC codec whose level "
+                                                    "of this number (same code_channels and width) starts training")
     loss: DeepJsccLoss = DeepJsccLoss()
     seed: int = 0
     train_limit: PositiveInt | None = None
@@ -68,6 +76,10 @@ class DeepJsccConfig(StrictModel):
         lo, hi = self.snr_train_db
         if lo > hi:
             raise ValueError(f"snr_train_db must be (low, high) with low <= high, got {self.snr_train_db}")
+        if self.train is None and self.init_from is None:
+            raise ValueError("train: None skips stage 1, which only a warm start (init_from) may do")
+        if self.train is None and self.task is None:
+            raise ValueError("no stage to train: set train, task or both")
         return self
 
     @property
@@ -98,6 +110,24 @@ def channel_top1(model: DeepJscc, backbone: SplitNet, data: ImageSet, snr_db: fl
         correct += int((logits.argmax(1) == y).sum())
     model.train(was_training)
     return correct / len(data)
+
+
+def warm_start(model: DeepJscc, cfg: DeepJsccConfig) -> dict:
+    """Load level `cfg.level` of the shipped codec `cfg.init_from` into model; return its provenance.
+    The parent must have been trained against the same backbone weights that this run uses."""
+    card = load_card(cfg.init_from)
+    if card.get("codec") != "deepjscc":
+        raise CheckpointError(f"init_from {cfg.init_from!r}: is a {card.get('codec')!r} codec, not deepjscc")
+    if card["backbone_weights_sha256"] != load_card(cfg.backbone)["weights_sha256"]:
+        raise CheckpointError(f"init_from {cfg.init_from!r}: trained against other {card['backbone']} weights than "
+                              f"the zoo's {cfg.backbone}")
+    spec = next((level for level in card["levels"] if level["level"] == cfg.level), None)
+    if spec is None or (spec["code_channels"], spec["width"]) != (cfg.code_channels, cfg.width):
+        raise CheckpointError(f"init_from {cfg.init_from!r}: has no level {cfg.level} with code_channels "
+                              f"{cfg.code_channels} and width {cfg.width}")
+    parent = next(codec for codec in load_codecs(cfg.init_from) if codec.level == cfg.level)
+    model.load_state_dict(parent.model.state_dict())
+    return {"codec": cfg.init_from, "weights_sha256": card["weights_sha256"], **spec}
 
 
 def _stage(cfg: DeepJsccConfig, model: DeepJscc, backbone: SplitNet, train_set: ImageSet, test_set: ImageSet,
@@ -144,7 +174,10 @@ def train_level(cfg: DeepJsccConfig, show_progress: bool = True) -> dict:
     test_set = load_dataset(dataset, "test").take(cfg.test_limit)
     torch.manual_seed(cfg.seed + cfg.level)
     model = build_model(cfg, train_set)
-    history = {"stage1": _stage(cfg, model, backbone, train_set, test_set, cfg.train, "stage1", False, show_progress)}
+    parent = warm_start(model, cfg) if cfg.init_from else None
+    history = {}
+    if cfg.train is not None:
+        history["stage1"] = _stage(cfg, model, backbone, train_set, test_set, cfg.train, "stage1", False, show_progress)
     if cfg.task is not None:
         history["stage2"] = _stage(cfg, model, backbone, train_set, test_set, cfg.task, "stage2", True, show_progress)
     model.eval()
@@ -155,7 +188,7 @@ def train_level(cfg: DeepJsccConfig, show_progress: bool = True) -> dict:
         "level": cfg.level, "code_channels": cfg.code_channels, "width": cfg.width, "symbols": symbols,
         "bandwidth_ratio": symbols / n, "channel": cfg.channel, "snr_train_db": list(cfg.snr_train_db),
         "test_top1_top_snr": history["stage2" if cfg.task else "stage1"][-1]["test_top1"], "history": history,
-        "config": cfg.model_dump(mode="json"),
+        "config": cfg.model_dump(mode="json"), **({"init_from": parent} if parent else {}),
     }
     atomic_write_json(cfg.level_dir / LEVEL_CARD, card)
     return card
