@@ -112,6 +112,11 @@ def test_jobs_of_learned_policies_are_keyed_by_their_weights(monkeypatch, tmp_pa
     (tmp_path / "grl-default.json").write_text(json.dumps({"weights_sha256": "b" * 64}))
     _, jobs = evaluate.plan_jobs(cfg)
     assert evaluate.job_key(next(j for j in jobs if j["policy"] == "grl")) != before
+    # each GRL variant is keyed by its own agent's weights only
+    variants = ExperimentConfig(name="keys", policies=("grl", "grl-deepjscc"), slots=5, seeds=(0,))
+    (tmp_path / "grl-deepjscc-default.json").write_text(json.dumps({"weights_sha256": "e" * 64}))
+    _, jobs = evaluate.plan_jobs(variants)
+    assert [j["weights_id"] for j in jobs] == ["b" * 64, "e" * 64]
     # DROO: one network per (N, M); only the one a job loads keys it
     droo = ExperimentConfig(name="keys", policies=("droo",), slots=5, seeds=(0,), factor="n_md", values=(5, 10))
     for n, sha in ((5, "c"), (10, "d")):

@@ -3,6 +3,7 @@ agents, training with checkpoints and resume, the registry and the CLI. Tiny bud
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,19 @@ def test_registry_policies_follow_the_protocol():
         assert isinstance(make_policy(name), Policy)
     with pytest.raises(MecError, match="unknown policy"):
         make_policy("nope")
+
+
+def test_grl_variants_share_the_recipe_and_differ_in_action_set():
+    """GRL-BottleNet++ and GRL-DeepJSCC are GRL-AECNN's algorithm with every training setting equal, on
+    their own codec's levels (plus local and the input image)."""
+    from grl_aecnn.config import load_config
+
+    configs = Path(__file__).parents[1] / "configs" / "policies"
+    grl = load_config(configs / "grl.yaml", AgentConfig)
+    for codec in ("bottlenetpp", "deepjscc"):
+        variant = load_config(configs / f"grl-{codec}.yaml", AgentConfig)
+        assert variant.name == f"grl-{codec}" and variant.options == (f"{codec}:", *grl.options[1:])
+        assert variant.model_dump(exclude={"name", "options"}) == grl.model_dump(exclude={"name", "options"})
 
 
 def test_greedy_aecnn_only_chooses_local_or_aecnn_levels():

@@ -114,7 +114,8 @@ def train_codec_cmd(
 
 @train_app.command("policy")
 def train_policy_cmd(
-    policy: str = typer.Option("grl", help="grl (GRL-AECNN) or droo (DROO-AECNN)."),
+    policy: str = typer.Option("grl", help="grl (GRL-AECNN), grl-bottlenetpp, grl-deepjscc (the same algorithm on "
+                                            "those action sets) or droo (DROO-AECNN); the config is configs/policies/POLICY.yaml."),
     scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML."),
     slots: int = typer.Option(..., min=1, help="Training slots in total (with --resume: including those done)."),
     profile: Optional[Path] = typer.Option(None, help="Option profile JSON [the shipped real profile if present, "
@@ -138,8 +139,8 @@ def train_policy_cmd(
     torch.set_num_threads(1)  # tiny networks: threads cost more than they give
     try:
         cfg = load_config(config or Path(f"configs/policies/{policy}.yaml"), AgentConfig)
-        if cfg.policy != policy:
-            raise GrlAecnnError(f"{config}: config is for policy {cfg.policy!r}, not {policy!r}")
+        if (cfg.name or cfg.policy) != policy:
+            raise GrlAecnnError(f"{config}: config is for policy {cfg.name or cfg.policy!r}, not {policy!r}")
         scen = load_config(scenario, Scenario)
         for field, value, tag in (("n_md", n_md, "n"), ("n_es", n_es, "m")):
             if value is not None:

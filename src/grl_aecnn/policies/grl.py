@@ -51,6 +51,9 @@ NODE_FEATURES, EDGE_FEATURES = 6, 2  # as `mec.env.observation_graph`
 # ---- 1. config -------------------------------------------------------------------------------------
 class AgentConfig(StrictModel):
     policy: Literal["grl", "droo"] = "grl"
+    # what the trained agent is called (its zoo card: NAME-SCENARIO; None: the policy), so agents of one
+    # algorithm trained on different action sets (GRL-AECNN, GRL-BottleNet++, GRL-DeepJSCC) ship side by side
+    name: Optional[str] = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
     # option-name prefixes the agent may choose (null: all; local always): AECNN levels and sending the
     # input image itself (the split at the input), as every agent and heuristic here (docs/policies.md)
     options: Optional[tuple[str, ...]] = ("aecnn:", *INPUT_CODECS)
@@ -524,7 +527,8 @@ def save_agent(agent: Agent, out_dir: str | Path, info: dict) -> dict:
     shape = {}
     if agent.cfg.policy == "droo":
         shape = {"n_md": agent.actor.n_md, "n_es": agent.actor.n_es, "n_options": agent.actor.n_options}
-    card = {"name": f"{agent.cfg.policy}-{info.get('scenario', 'run')}", "kind": "policy", "policy": agent.cfg.policy,
+    card = {"name": f"{agent.cfg.name or agent.cfg.policy}-{info.get('scenario', 'run')}", "kind": "policy",
+            "policy": agent.cfg.policy,
             "config": agent.cfg.model_dump(mode="json"), "shape": shape, **info, "weights_sha256": sha256_file(weights)}
     atomic_write_json(out_dir / "card.json", card)
     return card
@@ -553,5 +557,5 @@ def load_agent(card_path: str | Path, options: tuple[str, ...] | None = None, na
     agent = build_agent(cfg, **card.get("shape", {}))
     load_agent_tensors(agent, load_tensors(weights), str(weights), with_optimizers=False)
     agent.actor.eval()
-    agent.name = name or card["policy"]
+    agent.name = name or cfg.name or card["policy"]
     return agent

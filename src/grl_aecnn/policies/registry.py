@@ -13,8 +13,8 @@ ZOO_WEIGHTS = Path(__file__).resolve().parent.parent / "zoo" / "weights"
 # inference, sending the input image (INPUT_CODECS: the split at the input) and their codec's levels.
 DESCRIPTIONS = {
     "grl": "GRL-AECNN: GCN actor, DROO candidates, planner + learned graph critic (local, input, AECNN levels)",
-    "grl-bottlenetpp": "the GRL-AECNN agent with BottleNet++ instead of AECNN (local, input, BottleNet++ rates)",
-    "grl-deepjscc": "the GRL-AECNN agent with DeepJSCC instead of AECNN (local, input, DeepJSCC ratios)",
+    "grl-bottlenetpp": "GRL-AECNN's algorithm and recipe trained with BottleNet++ instead of AECNN (local, input, BottleNet++ rates)",
+    "grl-deepjscc": "GRL-AECNN's algorithm and recipe trained with DeepJSCC instead of AECNN (local, input, DeepJSCC ratios)",
     "droo": "DROO-AECNN: fully connected network on the flattened state (one network per N), planner as critic",
     "exhaustive": "exhaustive search over joint decisions on the estimated state (small N)",
     "oracle": "exhaustive search on the TRUE state (needs MecSimulator.observe(perfect=True))",
@@ -39,17 +39,20 @@ def default_profile(path: str | Path | None = None):
     return load_profile(path), str(path)
 
 
-# the zoo cards each learned policy loads (the GRL variants share one agent; DROO has one per N)
-GRL_CARD, DROO_CARDS = "grl-default.json", "droo-default*.json"
+# the zoo cards each learned policy loads: each GRL variant its own agent, trained on its own action set
+# (configs/policies/<name>.yaml); DROO one per N and M
+GRL_CARDS = {name: f"{name}-default.json" for name in ("grl", "grl-bottlenetpp", "grl-deepjscc")}
+DROO_CARDS = "droo-default*.json"
 
 
-def _trained_grl(options: tuple[str, ...] | None = None, name: str | None = None):
+def _trained_grl(name: str):
     from grl_aecnn.policies.grl import load_agent
 
-    card = ZOO_WEIGHTS / GRL_CARD
+    card = ZOO_WEIGHTS / GRL_CARDS[name]
     if not card.exists():
-        raise MecError(f"{card}: no shipped grl policy; train one with `grl-aecnn train policy --policy grl`")
-    return load_agent(card, options=options, name=name)
+        raise MecError(f"{card}: no shipped {name} policy; train one with "
+                       f"`grl-aecnn train policy --policy {name}` and `grl-aecnn zoo add`")
+    return load_agent(card, name=name)
 
 
 class PerSizeDroo:
@@ -91,9 +94,7 @@ def _build(name: str):
     from grl_aecnn.policies import heuristics, search
 
     factories = {
-        "grl": _trained_grl,
-        "grl-bottlenetpp": lambda: _trained_grl(("bottlenetpp:", *heuristics.INPUT_CODECS), "grl-bottlenetpp"),
-        "grl-deepjscc": lambda: _trained_grl(("deepjscc:", *heuristics.INPUT_CODECS), "grl-deepjscc"),
+        **{grl: (lambda grl=grl: _trained_grl(grl)) for grl in GRL_CARDS},
         "droo": PerSizeDroo,
         "exhaustive": search.ExhaustiveSearch,
         "oracle": search.PerfectInformationOracle,
@@ -113,7 +114,7 @@ def weights_id(name: str, n_md: int | None = None, n_es: int | None = None) -> s
     valid)."""
     from grl_aecnn.store import read_json
 
-    pattern = DROO_CARDS if name == "droo" else GRL_CARD if name.startswith("grl") else None
+    pattern = DROO_CARDS if name == "droo" else GRL_CARDS.get(name)
     if pattern is None:
         return ""
     cards = [read_json(card) for card in sorted(ZOO_WEIGHTS.glob(pattern))]
