@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from grl_aecnn.cli import app
-from grl_aecnn.errors import CheckpointError
+from grl_aecnn.errors import CheckpointError, ConfigError
 from grl_aecnn.mec import MecError, MecSimulator, Scenario
 from grl_aecnn.mec.allocation import EsResources, EsTasks, solve
 from grl_aecnn.policies import DESCRIPTIONS, Policy, make_policy
@@ -283,3 +283,35 @@ def test_blocked_options_are_never_chosen_and_training_with_subsets_unblocks(tmp
     card = train_agent(AgentConfig(**{**TINY, "option_subsets": True}, options=None), Scenario(n_md=4, n_es=2), FEW, 10,
                        tmp_path, log=lambda _: None)
     assert card["config"]["option_subsets"] and load_agent(tmp_path / "card.json").blocked is None
+
+
+def test_select_policy_picks_the_best_validation_reward_and_ships_it(tmp_path):
+    from grl_aecnn.experiments.select import select_policy
+    from grl_aecnn.profile import save_profile
+
+    scenario = Scenario(name="tiny", n_md=4, n_es=2)
+    for seed in (0, 1):
+        train_agent(AgentConfig(**TINY, seed=seed), scenario, FEW, 6, tmp_path / f"s{seed}", log=lambda _: None)
+    runs = [tmp_path / "s0", tmp_path / "s1"]
+    result = select_policy(runs, scenario, FEW, (3, 4), (1000,), slots=5)
+    rewards = {row["run"]: row["reward"] for row in result["runs"]}
+    assert [row["seed"] for row in result["runs"]] == [0, 1]
+    assert all(len(row["rewards"]) == 2 for row in result["runs"])
+    assert rewards[result["best"]] == max(rewards.values())
+    # Each run is validated on the same layouts: again gives the same numbers.
+    assert select_policy(runs, scenario, FEW, (3, 4), (1000,), slots=5) == result
+    with pytest.raises(ConfigError, match="overlap"):
+        select_policy(runs, scenario, FEW, (4,), (1, 1000), slots=5)
+    profile = save_profile(FEW, tmp_path / "few.json")
+    scen = tmp_path / "s.yaml"
+    scen.write_text("name: tiny\nn_md: 4\nn_es: 2\n")
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("grl_aecnn.zoo.ZOO_DIR", zoo_dir)
+        out = CliRunner().invoke(app, ["select-policy", "--run", str(runs[0]), "--run", str(runs[1]), "--scenario",
+                                       str(scen), "--profile", str(profile), "--n-md", "3", "--n-md", "4", "--seed",
+                                       "1000", "--slots", "5", "--json", str(tmp_path / "sel.json"), "--ship"])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "sel.json").read_text()) == json.loads(json.dumps(result))
+    assert (zoo_dir / "grl-tiny.json").exists() and "shipped grl-tiny" in out.output

@@ -127,6 +127,8 @@ def train_policy_cmd(
                                                           "M too); the scenario is named SCENARIO[-nN]-mM."),
     out: Optional[Path] = typer.Option(None, help="Output folder [runs/policies/POLICY-SCENARIO]."),
     resume: bool = typer.Option(False, help="Continue from the checkpoint in --out."),
+    seed: Optional[int] = typer.Option(None, help="Training seed instead of the config's (several seeds, then "
+                                                  "`select-policy`, docs/policies.md)."),
 ) -> None:
     """Train a decision policy in the simulator; checkpoints (safetensors + JSON), then model.safetensors + card.json."""
     import torch
@@ -139,6 +141,8 @@ def train_policy_cmd(
     torch.set_num_threads(1)  # tiny networks: threads cost more than they give
     try:
         cfg = load_config(config or Path(f"configs/policies/{policy}.yaml"), AgentConfig)
+        if seed is not None:
+            cfg = cfg.model_copy(update={"seed": seed})
         if (cfg.name or cfg.policy) != policy:
             raise GrlAecnnError(f"{config}: config is for policy {cfg.name or cfg.policy!r}, not {policy!r}")
         scen = load_config(scenario, Scenario)
@@ -154,6 +158,49 @@ def train_policy_cmd(
         raise _fail(exc) from exc
     console.print(f"{card['name']}: {card['slots']} slots, mean slot reward of the last episodes "
                   f"{card['mean_reward_last_episodes']:+.4f}")
+
+
+@app.command("select-policy")
+def select_policy_cmd(
+    run: list[Path] = typer.Option(..., help="Finished training run (card.json + model.safetensors); repeat."),
+    scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML."),
+    profile: Optional[Path] = typer.Option(None, help="Option profile JSON [the shipped real profile]."),
+    n_md: list[int] = typer.Option([5, 10, 20, 40], help="Numbers of MDs to validate on; repeat."),
+    seed: Optional[list[int]] = typer.Option(None, help="Validation seeds; repeat [1000, 1001; never 0-2, the experiments']."),
+    slots: int = typer.Option(300, min=1, help="Slots per (N, seed)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write every run's validation rewards here."),
+    ship: bool = typer.Option(False, help="Add the best run to the zoo (`zoo add`)."),
+) -> None:
+    """Pick the best of several training runs of a policy (e.g. seeds) on validation layouts; optionally ship it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from grl_aecnn import zoo
+    from grl_aecnn.config import load_config
+    from grl_aecnn.experiments.select import VALIDATION_SEEDS, select_policy
+    from grl_aecnn.mec.scenario import Scenario
+    from grl_aecnn.policies.registry import default_profile
+
+    try:
+        prof, _ = default_profile(profile)
+        with Progress(TextColumn("validation"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+            task = bar.add_task("validation", total=None)
+            result = select_policy(run, load_config(scenario, Scenario), prof, tuple(n_md),
+                                   tuple(seed) if seed else VALIDATION_SEEDS, slots,
+                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
+        table = Table(title=f"validation: {result['scenario']}, N in {result['n_mds']}, seeds {result['seeds']}, "
+                            f"{slots} slots each")
+        for column in ("run", "policy", "seed", "mean task reward", "best"):
+            table.add_column(column, justify="left" if column in ("run", "policy") else "right")
+        for row in result["runs"]:
+            table.add_row(row["run"], row["name"], str(row["seed"]), f"{row['reward']:+.4f}",
+                          "*" if row["run"] == result["best"] else "")
+        console.print(table)
+        _write_json(json_file, result)
+        if ship:
+            card = zoo.add_to_zoo(result["best"])
+            console.print(f"shipped {card['name']} from {result['best']}")
+    except GrlAecnnError as exc:
+        raise _fail(exc) from exc
 
 
 @codec_app.command("ship")

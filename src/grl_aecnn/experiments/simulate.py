@@ -11,17 +11,22 @@ import numpy as np
 from grl_aecnn.config import dump_config, load_config
 from grl_aecnn.mec.scenario import Scenario
 from grl_aecnn.mec.simulator import MecSimulator
-from grl_aecnn.policies import make_policy
+from grl_aecnn.policies import Policy, make_policy
 from grl_aecnn.profile import OptionProfile, load_profile, synthetic_profile
 from grl_aecnn.store import atomic_write_bytes, atomic_write_json
 
 
-def simulate_policy(scenario: Scenario, profile: OptionProfile, policy: str, slots: int, seed: int,
+def simulate_policy(scenario: Scenario, profile: OptionProfile, policy: str | Policy, slots: int, seed: int,
                     allocator: str = "optimal") -> tuple[dict, MecSimulator]:
-    """Run `policy` for `slots` slots; the summary adds the median decision time per slot (ms).
-    Policies with `perfect_information` (the oracle) are shown the true state, all others estimates."""
+    """Run `policy` (a registry name, or a policy object, reset with `seed`) for `slots` slots; the summary
+    adds the median decision time per slot (ms). Policies with `perfect_information` (the oracle) are
+    shown the true state, all others estimates."""
     sim = MecSimulator(scenario, profile, seed=seed, allocator=allocator)
-    pol = make_policy(policy, seed)
+    if isinstance(policy, str):
+        pol = make_policy(policy, seed)
+    else:
+        pol = policy
+        pol.reset(seed)
     perfect = getattr(pol, "perfect_information", False)
     decision_ms = np.empty(slots)
     for slot in range(slots):
