@@ -300,6 +300,9 @@ def test_select_policy_picks_the_best_validation_reward_and_ships_it(tmp_path):
     assert rewards[result["best"]] == max(rewards.values())
     # Each run is validated on the same layouts: again gives the same numbers.
     assert select_policy(runs, scenario, FEW, (3, 4), (1000,), slots=5) == result
+    # A card is a run too (e.g. a shipped agent among retrained ones).
+    assert select_policy([tmp_path / "s0" / "card.json"], scenario, FEW, (3, 4), (1000,), slots=5)["runs"][0][
+        "rewards"] == result["runs"][0]["rewards"]
     with pytest.raises(ConfigError, match="overlap"):
         select_policy(runs, scenario, FEW, (4,), (1, 1000), slots=5)
     profile = save_profile(FEW, tmp_path / "few.json")

@@ -162,7 +162,8 @@ def train_policy_cmd(
 
 @app.command("select-policy")
 def select_policy_cmd(
-    run: list[Path] = typer.Option(..., help="Finished training run (card.json + model.safetensors); repeat."),
+    run: list[Path] = typer.Option(..., help="Finished training run (card.json + model.safetensors) or a policy card "
+                                             "(e.g. a zoo one, zoo/weights/grl-default.json); repeat."),
     scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML."),
     profile: Optional[Path] = typer.Option(None, help="Option profile JSON [the shipped real profile]."),
     n_md: list[int] = typer.Option([5, 10, 20, 40], help="Numbers of MDs to validate on; repeat."),
@@ -196,7 +197,9 @@ def select_policy_cmd(
                           "*" if row["run"] == result["best"] else "")
         console.print(table)
         _write_json(json_file, result)
-        if ship:
+        if ship and Path(result["best"]).suffix == ".json":
+            console.print(f"{result['best']} is a card already, not a run folder: nothing to ship")
+        elif ship:
             card = zoo.add_to_zoo(result["best"])
             console.print(f"shipped {card['name']} from {result['best']}")
     except GrlAecnnError as exc:

@@ -21,18 +21,23 @@ from grl_aecnn.profile import OptionProfile
 VALIDATION_SEEDS = (1000, 1001)
 
 
+def card_of(run: str | os.PathLike) -> Path:
+    """A training run folder's card.json, or a policy card itself (e.g. a zoo `<name>.json`)."""
+    run = Path(run)
+    return run if run.suffix == ".json" else run / "card.json"
+
+
 def select_policy(runs: list[str | os.PathLike], scenario: Scenario, profile: OptionProfile,
                   n_mds: tuple[int, ...], seeds: tuple[int, ...] = VALIDATION_SEEDS, slots: int = 300,
                   progress=lambda done, total: None) -> dict:
-    """Each run's mean task reward per (N, seed) and their mean (`reward`); `best`: the run with the highest."""
+    """runs: training run folders or policy cards. Each run's mean task reward per (N, seed) and their mean (`reward`); `best`: the run with the highest."""
     if not runs:
         raise ConfigError("select-policy: no run to select from")
     if set(seeds) & {0, 1, 2}:
         raise ConfigError(f"select-policy: validation seeds {sorted(seeds)} overlap the experiments' seeds 0-2")
     total, done, rows = len(runs) * len(n_mds) * len(seeds), 0, []
     for run in runs:
-        card = Path(run) / "card.json"
-        agent = load_agent(card)
+        agent = load_agent(card_of(run))
         rewards = {}
         for n in n_mds:
             for seed in seeds:
