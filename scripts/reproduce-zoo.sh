@@ -41,4 +41,9 @@ for level in 1 2 3; do
   grl-aecnn train codec --config "configs/codecs/deepjscc-L$level.yaml"
 done
 grl-aecnn codec ship --codec deepjscc --base-dir runs/codecs/deepjscc-resnet20-cifar10-long
+# More task epochs, starting from the levels just shipped (configs' init_from), then shipped again.
+for level in 1 2 3; do
+  grl-aecnn train codec --config "configs/codecs/deepjscc-more-L$level.yaml"
+done
+grl-aecnn codec ship --codec deepjscc --base-dir runs/codecs/deepjscc-resnet20-cifar10-more
 grl-aecnn codec eval-channel --model resnet20-cifar10 --json results/codec-deepjscc-resnet20-cifar10.json
