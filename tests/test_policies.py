@@ -211,6 +211,24 @@ def test_untrained_grl_actor_starts_as_greedy():
     assert np.array_equal(logits.argmax(1).numpy(), np.argmax(plan.standalone, axis=1))
 
 
+def test_anchor_keeps_greedys_joint_action_among_the_candidates():
+    """A drifted actor (its prior flipped: every MD's likeliest action is its stand-alone worst) with the
+    anchor still plans at least as well as greedy's joint action; without it, worse. DROO refuses it."""
+    obs = MecSimulator(Scenario(n_md=8, n_es=2), PROFILE, seed=3).observe()
+    plan = Plan(obs, allowed_options(obs, None))
+    greedy_value = plan.evaluate(np.argmax(np.where(plan.mask, plan.standalone, -np.inf), axis=1)[None]).reward[0]
+    values = {}
+    for anchor in (False, True):
+        agent = build_agent(AgentConfig(options=None, critic=False, anchor=anchor, k_max=2))
+        with torch.no_grad():
+            agent.actor.prior.fill_(-10.0)
+        _, d = agent.decide(obs)
+        values[anchor] = plan.evaluate(d.action[None]).reward[0]
+    assert values[True] >= greedy_value - 1e-9 > values[False]
+    with pytest.raises(ValueError, match="anchor"):
+        AgentConfig(policy="droo", critic=False, n_md_range=None, anchor=True)
+
+
 def test_graph_encoder_is_gcnconv():
     """The encoder calls GCNConv's arithmetic directly (speed); it must equal GCNConv's own forward, and
     gradients must flow through the sparse product as they do in training."""

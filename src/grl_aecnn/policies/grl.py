@@ -64,6 +64,10 @@ class AgentConfig(StrictModel):
     layers: int = Field(2, ge=1)  # GCN layers
     critic: bool = True  # learned graph critic on top of the planner (GRL only)
     critic_hidden: int = Field(32, ge=4)
+    # also score the planner's stand-alone best action of every MD (the untrained actor's first candidate,
+    # greedy's choice) as one more candidate each slot, so an actor that drifts in self-training cannot
+    # lose it (GRL only; False in the cards of agents trained before it existed)
+    anchor: bool = False
     k_max: int = Field(16, ge=1)  # candidates per slot at most
     k_update_every: int = Field(32, ge=1)  # DROO's Delta: K <- max(best index over the window) + 1
     memory_size: int = Field(2048, ge=1)
@@ -81,9 +85,9 @@ class AgentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.policy == "droo" and (self.critic or self.n_md_range is not None):
+        if self.policy == "droo" and (self.critic or self.anchor or self.n_md_range is not None):
             raise ValueError("droo: its fully connected network needs a fixed N (n_md_range: null) and uses "
-                             "the planner as its only critic (critic: false)")
+                             "the planner as its only critic (critic: false) and its own candidates (anchor: false)")
         if self.n_md_range is not None and not 1 <= self.n_md_range[0] <= self.n_md_range[1]:
             raise ValueError("n_md_range must be (lo, hi) with 1 <= lo <= hi")
         return self
@@ -346,6 +350,8 @@ class Agent:
         item = self.actor.encode(obs, plan)  # outside inference mode: the replay memory trains on it
         with torch.inference_mode():
             cand = candidates(self.actor(item), self.k)
+        if self.cfg.anchor:
+            cand = np.concatenate([cand, np.where(plan.mask, plan.standalone, -np.inf).argmax(axis=1)[None]])
         ev = plan.evaluate(cand)
         score = ev.reward
         if self.critic is not None:
