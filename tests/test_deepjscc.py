@@ -221,8 +221,32 @@ def test_warm_start_from_a_shipped_codec(tiny, tmp_path):
     with pytest.raises(CheckpointError, match="no level 1 with code_channels 6"):
         train_level(warm.model_copy(update={"code_channels": 6, "output_dir": str(tmp_path / "bad")}),
                     show_progress=False)
+    with pytest.raises(CheckpointError, match="width at most 4"):
+        train_level(warm.model_copy(update={"width": 4, "output_dir": str(tmp_path / "narrower")}),
+                    show_progress=False)
+    # A wider child starts from the parent's function: its top-1 after a no-op epoch is the parent's.
+    wide = train_level(warm.model_copy(update={"width": 16, "output_dir": str(tmp_path / "wide")}),
+                       show_progress=False)
+    assert wide["width"] == 16 and wide["init_from"]["width"] == 8
+    assert wide["history"]["stage2"][-1]["test_top1"] == card["history"]["stage2"][-1]["test_top1"]
     with pytest.raises(ValueError, match="only a warm start"):
         DeepJsccConfig(level=1, code_channels=4, train=None)
+
+
+def test_widening_keeps_the_function_and_lets_the_new_channels_learn():
+    torch.manual_seed(3)
+    narrow, wide = DeepJscc(8, 8, CIFAR10_MEAN, CIFAR10_STD), DeepJscc(8, 24, CIFAR10_MEAN, CIFAR10_STD)
+    wide.load_narrower(narrow)
+    x = torch.randn(4, 3, 32, 32)
+    symbols = narrow.symbols(x)
+    assert torch.allclose(wide.symbols(x), symbols, atol=1e-6)
+    reconstruction = wide.reconstruct(symbols, (3, 32, 32))
+    assert torch.allclose(reconstruction, narrow.reconstruct(symbols, (3, 32, 32)), atol=1e-6)
+    reconstruction.square().mean().backward()
+    # The zeroed weights from the new channels into the original filters do get gradients.
+    assert wide.decoder[-2].weight.grad[4:].abs().sum() > 0  # transposed conv (in, out, k, k); 4 = narrow half
+    with pytest.raises(ValueError, match="same code_channels"):
+        wide.load_narrower(DeepJscc(4, 8, CIFAR10_MEAN, CIFAR10_STD))
 
 
 def test_configs_validate():

@@ -67,3 +67,23 @@ class DeepJscc(nn.Module):
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean) / self.std
+
+    @torch.no_grad()
+    def load_narrower(self, parent: DeepJscc) -> None:
+        """Take over a trained model of smaller width so that this one computes exactly its function.
+
+        Every original filter gets its trained weights and zero weights on the extra input channels,
+        so the extra filters (initialized as usual) have no effect until training gives them one;
+        their zero weights still receive gradients, since the extra channels carry signal."""
+        if parent.code_channels != self.code_channels or len(list(parent.modules())) != len(list(self.modules())):
+            raise ValueError("load_narrower: the parent must have the same code_channels and layers")
+        for mine, theirs in zip(self.modules(), parent.modules()):
+            if isinstance(mine, (nn.Conv2d, nn.ConvTranspose2d)):
+                out_dim, in_dim = (0, 1) if isinstance(mine, nn.Conv2d) else (1, 0)
+                outs, ins = theirs.weight.shape[out_dim], theirs.weight.shape[in_dim]
+                original = mine.weight.narrow(out_dim, 0, outs)
+                original.zero_()
+                original.narrow(in_dim, 0, ins).copy_(theirs.weight)
+                mine.bias[:outs] = theirs.bias
+            elif isinstance(mine, nn.PReLU):
+                mine.weight[:len(theirs.weight)] = theirs.weight

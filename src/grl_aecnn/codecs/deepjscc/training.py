@@ -7,8 +7,9 @@
      capacity on what the classifier reads. The backbone itself is never trained.
 
 `init_from` starts from a shipped DeepJSCC codec's level of the same number instead of random
-weights (more task epochs on a finished model without redoing its MSE epochs); the parent is
-recorded in the level card and carried into the shipped card.
+weights (more task epochs on a finished model without redoing its MSE epochs, or a wider model that
+starts out computing exactly the parent's function); the parent is recorded in the level card and
+carried into the shipped card.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class DeepJsccConfig(StrictModel):
     train: AdamStage | None = Field(AdamStage(epochs=5), description="stage 1; None only with init_from")
     task: AdamStage | None = AdamStage(epochs=1, lr=2e-4)
     init_from: str | None = Field(None, description="warm start: the zoo name of a shipped DeepJSCC codec whose level "
-                                                    "of this number (same code_channels and width) starts training")
+                                                    "of this number (same code_channels, width at most this width: a "
+                                                    "narrower parent is widened exactly) starts training")
     loss: DeepJsccLoss = DeepJsccLoss()
     seed: int = 0
     train_limit: PositiveInt | None = None
@@ -122,11 +124,14 @@ def warm_start(model: DeepJscc, cfg: DeepJsccConfig) -> dict:
         raise CheckpointError(f"init_from {cfg.init_from!r}: trained against other {card['backbone']} weights than "
                               f"the zoo's {cfg.backbone}")
     spec = next((level for level in card["levels"] if level["level"] == cfg.level), None)
-    if spec is None or (spec["code_channels"], spec["width"]) != (cfg.code_channels, cfg.width):
+    if spec is None or spec["code_channels"] != cfg.code_channels or spec["width"] > cfg.width:
         raise CheckpointError(f"init_from {cfg.init_from!r}: has no level {cfg.level} with code_channels "
-                              f"{cfg.code_channels} and width {cfg.width}")
+                              f"{cfg.code_channels} and width at most {cfg.width}")
     parent = next(codec for codec in load_codecs(cfg.init_from) if codec.level == cfg.level)
-    model.load_state_dict(parent.model.state_dict())
+    if spec["width"] < cfg.width:
+        model.load_narrower(parent.model)
+    else:
+        model.load_state_dict(parent.model.state_dict())
     return {"codec": cfg.init_from, "weights_sha256": card["weights_sha256"], **spec}
 
 
