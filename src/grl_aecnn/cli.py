@@ -321,6 +321,7 @@ def codec_eval_channel(
         levels = load_codec_levels("deepjscc", model)
         test_set = load_dataset(load_card(model)["dataset"]["name"], "test").take(limit)
         result = evaluate_channels(levels, model, test_set, snr, channel, seed)
+        result["weights_sha256"] = load_card(f"deepjscc-{model}")["weights_sha256"]
     except (GrlAecnnError, ValueError) as exc:
         console.print(f"[bold red]error[/]: {exc}")
         raise typer.Exit(code=2) from exc

@@ -112,7 +112,8 @@ def summarize_profile(profile: OptionProfile) -> dict:
                         "top1": float(row[g].mean())} for g, snr in enumerate(profile.snr_grid_db)]
     return {"model": model, "n": profile.n_samples, "dataset_checksum": profile.dataset_checksum,
             "top1_uncompressed": float(top1[profile.local_index]), "curves": curves, "deepjscc": analog,
-            "missing_codecs": profile.provenance.get("missing_codecs", [])}
+            "missing_codecs": profile.provenance.get("missing_codecs", []),
+            "codec_weights_sha256": profile.provenance.get("codecs", {})}
 
 
 def plot_accuracy_vs_snr(rows: list[dict], reference_top1: float, path: Path, title: str) -> Path:
