@@ -46,4 +46,8 @@ for level in 1 2 3; do
   grl-aecnn train codec --config "configs/codecs/deepjscc-more-L$level.yaml"
 done
 grl-aecnn codec ship --codec deepjscc --base-dir runs/codecs/deepjscc-resnet20-cifar10-more
+# Ratio 1 widened to width 64, warm-started exactly from the level just shipped; ratios 2-3 ship as they are.
+grl-aecnn train codec --config configs/codecs/deepjscc-wide-L1.yaml
+cp -r runs/codecs/deepjscc-resnet20-cifar10-more/level00{2,3} runs/codecs/deepjscc-resnet20-cifar10-wide/
+grl-aecnn codec ship --codec deepjscc --base-dir runs/codecs/deepjscc-resnet20-cifar10-wide
 grl-aecnn codec eval-channel --model resnet20-cifar10 --json results/codec-deepjscc-resnet20-cifar10.json
