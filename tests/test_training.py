@@ -74,6 +74,9 @@ def test_refuses_to_overwrite_or_resume_with_another_config(tiny_cifar, tmp_path
         train_backbone(tiny_config(tmp_path / "run"), show_progress=False)
     with pytest.raises(CheckpointError, match="different config"):
         train_backbone(tiny_config(tmp_path / "run", seed=5), resume=True, show_progress=False)
+    # The thread count changes speed only: a run may resume under another one.
+    resumed = train_backbone(tiny_config(tmp_path / "run", threads=2), resume=True, show_progress=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     with pytest.raises(CheckpointError, match="no checkpoint"):
         train_backbone(tiny_config(tmp_path / "empty"), resume=True, show_progress=False)
 

@@ -25,6 +25,13 @@ STATE_FILE = "state.json"
 # train_epoch(epoch, generator, on_step) -> mean training loss; on_step(loss) advances the progress bar.
 TrainEpoch = Callable[[int, torch.Generator, Callable[[float], None]], float]
 
+# Config keys that change only speed, not what is computed: a run may resume under other values of these.
+RUNTIME_ONLY_KEYS = frozenset({"threads"})
+
+
+def _identity(config: dict | None) -> dict | None:
+    return None if config is None else {k: v for k, v in config.items() if k not in RUNTIME_ONLY_KEYS}
+
 
 def optimize_epoch(
     batches: Iterable,
@@ -83,7 +90,7 @@ class EpochLoop:
 
     def _load(self) -> tuple[int, list]:
         state = read_json(self.out / STATE_FILE)
-        if state.get("config") != self.config:
+        if _identity(state.get("config")) != _identity(self.config):
             raise CheckpointError(f"{self.out / STATE_FILE}: was written by a different config; refusing to resume")
         weights = self.out / state["weights"]
         if not weights.exists() or sha256_file(weights) != state["weights_sha256"]:
