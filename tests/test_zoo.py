@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -38,6 +40,27 @@ def test_tampered_weights_are_refused(private_zoo):
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_backbone("tiny-resnet20", private_zoo)
+
+
+def test_added_files_are_readable_and_a_card_without_its_hash_is_refused(private_zoo):
+    # Atomic writes go through a private temp file; the result must still carry the umask's mode.
+    assert (private_zoo / "tiny-resnet20.safetensors").stat().st_mode & 0o044 == 0o044
+    card_path = private_zoo / "tiny-resnet20.json"
+    card = json.loads(card_path.read_text())
+    del card["weights_sha256"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_backbone("tiny-resnet20", private_zoo)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "profile-resnet20-cifar10", 7])
+def test_add_refuses_a_name_that_is_not_a_zoo_file_name(private_zoo, tmp_path, name):
+    run = tmp_path / "run"
+    card = json.loads((run / "card.json").read_text())
+    (run / "card.json").write_text(json.dumps({**card, "name": name}))
+    with pytest.raises(CheckpointError, match="not a zoo name"):
+        add_to_zoo(run, private_zoo)
+    assert sorted(p.name for p in private_zoo.iterdir()) == ["tiny-resnet20.json", "tiny-resnet20.safetensors"]
 
 
 def test_shipped_resnet20_card():

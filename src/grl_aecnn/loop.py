@@ -18,7 +18,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from grl_aecnn.errors import CheckpointError
-from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, save_tensors, sha256_file
+from grl_aecnn.store import atomic_write_json, load_module_state, load_verified_tensors, read_json, save_tensors, sha256_file
 
 STATE_FILE = "state.json"
 
@@ -93,9 +93,7 @@ class EpochLoop:
         if _identity(state.get("config")) != _identity(self.config):
             raise CheckpointError(f"{self.out / STATE_FILE}: was written by a different config; refusing to resume")
         weights = self.out / state["weights"]
-        if not weights.exists() or sha256_file(weights) != state["weights_sha256"]:
-            raise CheckpointError(f"{weights}: missing, or its SHA-256 does not match {STATE_FILE}")
-        tensors = load_tensors(weights)
+        tensors = load_verified_tensors(weights, state.get("weights_sha256"), STATE_FILE)
         load_module_state(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(weights))
         optimizer_state: dict[int, dict] = {}
         for key, value in tensors.items():

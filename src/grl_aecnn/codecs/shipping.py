@@ -11,7 +11,7 @@ from grl_aecnn import zoo
 from grl_aecnn.codecs.training import LEVEL_CARD, LEVEL_WEIGHTS
 from grl_aecnn.entropy import EntropyModel
 from grl_aecnn.errors import CheckpointError, ModelNotFoundError
-from grl_aecnn.store import atomic_write_json, load_tensors, read_json, save_tensors, sha256_file
+from grl_aecnn.store import atomic_write_json, load_tensors, load_verified_tensors, read_json, save_tensors, sha256_file
 
 
 def with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -54,9 +54,7 @@ def read_shipped(name: str, codec_id: str, zoo_dir: Path | None = None) -> tuple
     card = read_json(card_path)
     if card.get("codec") != codec_id:
         raise CheckpointError(f"{card_path}: is a {card.get('codec')!r} codec, not {codec_id!r}")
-    if not weights.exists() or sha256_file(weights) != card["weights_sha256"]:
-        raise CheckpointError(f"{weights}: missing, or its SHA-256 does not match its card")
-    return card, load_tensors(weights)
+    return card, load_verified_tensors(weights, card.get("weights_sha256"), str(card_path))
 
 
 def load_entropy(tensors: dict[str, torch.Tensor], prefix: str, metadata: dict) -> EntropyModel:

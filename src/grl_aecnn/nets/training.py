@@ -18,7 +18,7 @@ from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.loop import EpochLoop, optimize_epoch
 from grl_aecnn.nets import SplitNet, build_model
-from grl_aecnn.store import (atomic_write_json, load_module_state, load_tensors, read_json, save_tensors,
+from grl_aecnn.store import (atomic_write_json, load_module_state, load_verified_tensors, read_json, save_tensors,
                              sha256_file)
 
 CARD_FILE = "card.json"
@@ -69,9 +69,7 @@ def warm_start(model: SplitNet, run_dir: str) -> dict:
     if not card_path.exists() or not weights.exists():
         raise CheckpointError(f"init_from {run}: needs a finished run with {CARD_FILE} and {WEIGHTS_FILE}")
     card = read_json(card_path)
-    if sha256_file(weights) != card["weights_sha256"]:
-        raise CheckpointError(f"init_from {weights}: SHA-256 does not match {card_path}")
-    load_module_state(model, load_tensors(weights), str(weights))
+    load_module_state(model, load_verified_tensors(weights, card.get("weights_sha256"), str(card_path)), str(weights))
     lineage = card.get("init_from")
     return {"run": str(run), "name": card["name"], "top1": card["top1"], "epochs": card["epochs"],
             "total_epochs": card.get("total_epochs", card["epochs"]), "weights_sha256": card["weights_sha256"],

@@ -43,7 +43,8 @@ from grl_aecnn.mec.simulator import MecError, MecSimulator, Observation
 from grl_aecnn.policies.heuristics import INPUT_CODECS
 from grl_aecnn.policies.planner import ACTION_FEATURES, Plan, allowed_options
 from grl_aecnn.profile import OptionProfile
-from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, save_tensors, sha256_file
+from grl_aecnn.store import (atomic_write_json, load_module_state, load_tensors, load_verified_tensors, read_json,
+                             save_tensors, sha256_file)
 
 NODE_FEATURES, EDGE_FEATURES = 6, 2  # as `mec.env.observation_graph`
 
@@ -551,8 +552,7 @@ def load_agent(card_path: str | Path, options: tuple[str, ...] | None = None, na
     weights = card_path.with_suffix(".safetensors") if card_path.name != "card.json" else card_path.parent / "model.safetensors"
     if not weights.exists():
         raise CheckpointError(f"{weights}: weights of {card_path} are missing")
-    if sha256_file(weights) != card["weights_sha256"]:
-        raise CheckpointError(f"{weights}: SHA-256 does not match {card_path}; the file is corrupt or was replaced")
+    tensors = load_verified_tensors(weights, card.get("weights_sha256"), str(card_path))
     raw = dict(card["config"])
     if options is not None:
         raw["options"] = list(options)
@@ -561,7 +561,7 @@ def load_agent(card_path: str | Path, options: tuple[str, ...] | None = None, na
     except ValueError as exc:
         raise CheckpointError(f"{card_path}: invalid config ({exc})") from exc
     agent = build_agent(cfg, **card.get("shape", {}))
-    load_agent_tensors(agent, load_tensors(weights), str(weights), with_optimizers=False)
+    load_agent_tensors(agent, tensors, str(weights), with_optimizers=False)
     agent.actor.eval()
     agent.name = name or cfg.name or card["policy"]
     return agent

@@ -9,12 +9,16 @@ the weights' SHA-256 must match the card.
 from __future__ import annotations
 
 import os
-import shutil
+import re
 from pathlib import Path
 
 from grl_aecnn.errors import CheckpointError, ModelNotFoundError
 from grl_aecnn.nets import SplitNet, build_model
-from grl_aecnn.store import atomic_write_json, load_module_state, load_tensors, read_json, sha256_file
+from grl_aecnn.store import (atomic_write_bytes, atomic_write_json, load_module_state, load_verified_tensors,
+                             read_json, read_verified_bytes)
+
+# Zoo names become file names: letters, digits, '.', '_', '-', no path separators.
+ZOO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 ZOO_DIR = Path(__file__).parent / "weights"
 
@@ -46,11 +50,10 @@ def load_backbone(name: str, zoo_dir: Path | None = None) -> SplitNet:
     weights = zoo_dir / f"{name}.safetensors"
     if not weights.exists():
         raise CheckpointError(f"{weights}: weights listed in the zoo card are missing")
-    if sha256_file(weights) != card["weights_sha256"]:
-        raise CheckpointError(f"{weights}: SHA-256 does not match its card; the file is corrupt or was replaced")
+    tensors = load_verified_tensors(weights, card.get("weights_sha256"), "its card")
     model = build_model(card["model"], num_classes=card["num_classes"], in_channels=card["in_channels"],
                         image_size=card["image_size"])
-    load_module_state(model, load_tensors(weights), str(weights))
+    load_module_state(model, tensors, str(weights))
     return model.eval()
 
 
@@ -59,11 +62,11 @@ def add_to_zoo(run_dir: str | os.PathLike, zoo_dir: Path | None = None) -> dict:
     zoo_dir = zoo_dir or ZOO_DIR
     run_dir = Path(run_dir)
     card = read_json(run_dir / "card.json")
-    weights = run_dir / "model.safetensors"
-    if sha256_file(weights) != card["weights_sha256"]:
-        raise CheckpointError(f"{weights}: SHA-256 does not match {run_dir / 'card.json'}")
-    tmp = zoo_dir / f".{card['name']}.safetensors.tmp"
-    shutil.copyfile(weights, tmp)
-    os.replace(tmp, zoo_dir / f"{card['name']}.safetensors")
-    atomic_write_json(zoo_dir / f"{card['name']}.json", card)
+    name = card.get("name")
+    if not isinstance(name, str) or not ZOO_NAME.fullmatch(name) or name.startswith("profile-"):
+        raise CheckpointError(f"{run_dir / 'card.json'}: name {name!r} is not a zoo name "
+                              f"(letters, digits, '.', '_', '-'; 'profile-' is kept for option profiles)")
+    data = read_verified_bytes(run_dir / "model.safetensors", card.get("weights_sha256"), str(run_dir / "card.json"))
+    atomic_write_bytes(zoo_dir / f"{name}.safetensors", data)
+    atomic_write_json(zoo_dir / f"{name}.json", card)
     return card
