@@ -201,6 +201,15 @@ def test_droo_fixes_n_and_learns(tmp_path):
         per_size.act(MecSimulator(Scenario(n_md=5, n_es=2), FEW, seed=1).observe())
 
 
+def test_droo_with_every_option_sizes_its_network_for_all_of_them():
+    """`options: null` means every offloading option, for DROO's fixed output layer too."""
+    from grl_aecnn.policies.grl import _shape_args
+    shape = _shape_args(AgentConfig(**{**TINY, "policy": "droo", "critic": False, "n_md_range": None, "options": None}), Scenario(n_md=4, n_es=2), FEW)
+    assert shape == {"n_md": 4, "n_es": 2, "n_options": len(FEW.offload_indices)}
+    with pytest.raises(MecError, match="no offloading option starting with"):
+        _shape_args(AgentConfig(**{**TINY, "policy": "droo", "critic": False, "n_md_range": None, "options": ("nosuch:",)}), Scenario(n_md=4, n_es=2), FEW)
+
+
 def test_untrained_grl_actor_starts_as_greedy():
     sim = MecSimulator(Scenario(n_md=6, n_es=2), PROFILE, seed=2)
     agent = build_agent(AgentConfig(options=None))

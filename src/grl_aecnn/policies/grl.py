@@ -39,9 +39,9 @@ from grl_aecnn.config import StrictModel
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.mec.env import node_features, pair_features
 from grl_aecnn.mec.scenario import Scenario
-from grl_aecnn.mec.simulator import MecError, MecSimulator, Observation
+from grl_aecnn.mec.simulator import MecSimulator, Observation
 from grl_aecnn.policies.heuristics import INPUT_CODECS
-from grl_aecnn.policies.planner import ACTION_FEATURES, Plan, allowed_options
+from grl_aecnn.policies.planner import ACTION_FEATURES, Plan, allowed_among, allowed_options
 from grl_aecnn.profile import OptionProfile
 from grl_aecnn.store import (atomic_write_json, load_module_state, load_tensors, load_verified_tensors, read_json,
                              save_tensors, sha256_file)
@@ -419,10 +419,8 @@ def build_agent(cfg: AgentConfig, n_md: int | None = None, n_es: int | None = No
 def _shape_args(cfg: AgentConfig, scenario: Scenario, profile: OptionProfile) -> dict:
     if cfg.policy != "droo":
         return {}
-    names = [profile.names[o] for o in profile.offload_indices]
-    k = sum(n.startswith(tuple(cfg.options)) for n in names)
-    if not k:
-        raise MecError(f"the profile has no offloading option starting with {list(cfg.options)}")
+    names = tuple(profile.names[o] for o in profile.offload_indices)
+    k = len(allowed_among(names, None if cfg.options is None else tuple(cfg.options)))
     return {"n_md": scenario.n_md, "n_es": scenario.n_es, "n_options": k}
 
 

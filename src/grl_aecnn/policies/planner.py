@@ -40,13 +40,14 @@ ACTION_FEATURES = 8  # width of `Plan.features`
 
 def allowed_options(obs: Observation, prefixes: tuple[str, ...] | None) -> np.ndarray:
     """Positions j in `obs.offload_options` whose option name starts with one of `prefixes` (None: all)."""
-    names = tuple(obs.option_names[o] for o in obs.offload_options)
-    return _allowed(names, None if prefixes is None else tuple(prefixes))
+    return allowed_among(tuple(obs.option_names[o] for o in obs.offload_options),
+                         None if prefixes is None else tuple(prefixes))
 
 
 @lru_cache(maxsize=256)
-def _allowed(names: tuple[str, ...], prefixes: tuple[str, ...] | None) -> np.ndarray:
-    """`allowed_options` once per option set (every slot of a run asks the same; read-only result)."""
+def allowed_among(names: tuple[str, ...], prefixes: tuple[str, ...] | None) -> np.ndarray:
+    """Positions in `names` that start with one of `prefixes` (None: all); computed once per option set
+    (every slot of a run asks the same; read-only result)."""
     keep = np.array([prefixes is None or n.startswith(prefixes) for n in names], bool)
     if not keep.any():
         raise MecError(f"the profile has no offloading option starting with {list(prefixes)}; options: {list(names)}")
