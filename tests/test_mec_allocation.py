@@ -130,3 +130,12 @@ def test_min_bandwidth_meets_the_rate_exactly():
     np.testing.assert_allclose(shannon_rate(w, a, 1.0, 1.0), rate, rtol=1e-9)
     assert np.isinf(min_bandwidth_for_rate(np.array([a[0]]), np.array([a[0] * 0.5]))).all()
     assert min_bandwidth_for_rate(np.array([0.0]), np.array([a[0]]))[0] == 0.0
+
+
+def test_a_task_without_server_work_is_served_without_a_compute_share():
+    t = tasks_from(3, 3)
+    t = EsTasks(t.symbols, t.payload, np.array([0.0, *t.server_flops[1:]]), t.slack_s, t.energy_left_j, t.gain, t.weight)
+    alloc = solve(t, RES)
+    ok, _, t_srv, _ = evaluate(alloc.beta, alloc.phi, alloc.power, t, RES)
+    assert alloc.beta[0] > 0 and alloc.phi[0] == 0.0
+    assert t_srv[0] == 0.0 and ok[0]

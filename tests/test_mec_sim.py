@@ -191,3 +191,12 @@ def test_cli_simulate(tmp_path):
 def test_cli_simulate_needs_a_profile_choice(tmp_path):
     result = CliRunner().invoke(app, ["simulate", "--slots", "1"])
     assert result.exit_code == 2 and "--synthetic-profile" in result.output
+
+
+def test_scenario_without_device_classes_is_a_config_error(tmp_path):
+    from grl_aecnn.config import load_config
+    from grl_aecnn.errors import ConfigError
+    path = tmp_path / "no-classes.yaml"
+    path.write_text("device:\n  classes: []\n")
+    with pytest.raises(ConfigError, match="device.classes"):
+        load_config(path, Scenario)

@@ -113,29 +113,14 @@ def evaluate(beta, phi, power, t: EsTasks, r: EsResources):
 
 def _evaluate(beta, phi, power, t: EsTasks, r: EsResources):
     t_up = _upload_time(beta, power, t, r)
-    t_srv = np.where(phi > 0, t.server_flops / (np.asarray(phi, float) * r.flops), np.inf)
+    # a task with no server work needs no compute share (the solver gives it phi = 0)
+    t_srv = np.where(t.server_flops <= 0, 0.0,
+                     np.where(phi > 0, t.server_flops / (np.asarray(phi, float) * r.flops), np.inf))
     finite = np.isfinite(t_up)
     e_tx = np.where(finite, power * np.where(finite, t_up, 0.0), np.inf)
     ok = (t_up + t_srv <= t.slack_s * (1 + TOL) + 1e-12) & (e_tx <= t.energy_left_j * (1 + TOL) + 1e-15)
     ok &= (t.slack_s > 0) & (t.energy_left_j > 0)
     return ok, t_up, t_srv, e_tx
-
-
-def min_upload_time(beta: np.ndarray, u: np.ndarray, t: EsTasks, r: EsResources) -> np.ndarray:
-    """h_i(beta) for beta of shape (n,) or (n, K)."""
-    b = np.asarray(beta, float)
-    if b.ndim == 2:
-        cols = lambda x: x[:, None]  # noqa: E731
-    else:
-        cols = lambda x: x  # noqa: E731
-    w = b * r.bandwidth_hz
-    a = r.p_max_w * cols(t.gain) / r.n0_w_hz
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate_p = w * np.log2(1.0 + a / w)
-        t_p = np.where(rate_p > 0, cols(t.payload) / rate_p, np.inf)
-        t_e = cols(u) / w
-    t_p = np.where(cols(t.symbols), 0.0, t_p)
-    return np.maximum(t_p, t_e)
 
 
 @dataclass
@@ -171,8 +156,10 @@ def _all_masks(n: int) -> np.ndarray:
 
 
 def _phi_table(grid: np.ndarray, u: np.ndarray, t: EsTasks, r: EsResources, flops) -> np.ndarray:
-    """phi_i(beta) on the grid for every task (rows), inf where the deadline cannot be met; the same
-    arithmetic as `min_upload_time` (h) and phi = c / (F (s - h)). Runs under `solve_many`'s errstate."""
+    """phi_i(beta) on the grid for every task (rows), inf where the deadline cannot be met: the least
+    upload time h(beta) = max(payload / rate at P_max, u / (beta B)) (analog options: the second term
+    alone), then phi = c / (F (s - h)). The planner's `_min_upload_time_grid` is the same h, computed
+    per MD-ES pair for speed. Runs under `solve_many`'s errstate."""
     w = grid * r.bandwidth_hz
     a = r.p_max_w * t.gain[:, None] / r.n0_w_hz
     rate_p = w * np.log2(1.0 + a / w)

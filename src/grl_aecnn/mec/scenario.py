@@ -13,7 +13,7 @@ from grl_aecnn.config import StrictModel
 class LayoutConfig(StrictModel):
     area_m: float = Field(400.0, gt=0)  # side of the square area
     es_layout: Literal["grid", "random"] = "grid"
-    min_distance_m: float = Field(10.0, ge=0)  # minimum 2-D MD-ES distance (MDs are redrawn / pushed out)
+    min_distance_m: float = Field(10.0, ge=0)  # path loss uses at least this 2-D MD-ES distance (MDs stay put)
 
 
 class MobilityConfig(StrictModel):
@@ -68,11 +68,11 @@ class DeviceClass(StrictModel):
 class DeviceConfig(StrictModel):
     p_max_w: float = Field(0.2, gt=0)  # 23 dBm
     energy_budget_j: float = Field(0.008, gt=0)  # E_max per task: device compute + transmit energy
-    classes: tuple[DeviceClass, ...] = (
+    classes: tuple[DeviceClass, ...] = Field(min_length=1, default=(
         DeviceClass(name="low", share=0.4, cpu_hz=0.8e9, flops_per_cycle=1.0, kappa=5e-29),
         DeviceClass(name="mid", share=0.4, cpu_hz=1.5e9, flops_per_cycle=2.0, kappa=5e-29),
         DeviceClass(name="high", share=0.2, cpu_hz=2.2e9, flops_per_cycle=4.0, kappa=5e-29),
-    )
+    ))
 
 
 class TaskConfig(StrictModel):

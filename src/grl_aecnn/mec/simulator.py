@@ -423,6 +423,7 @@ class MecBatch:
             "avg_accuracy": float(np.mean(c["correct"])) if n_tasks else 0.0,
             "reliability": float(np.mean(succ)) if n_tasks else 0.0,
             "throughput_per_s": float(succ.sum() / (slots * self.sc.slot_s * envs)) if slots else 0.0,
+            # over tasks with a finite energy: an offloaded task the ES did not serve is left out
             "energy_per_task_j": float(np.mean(energy)) if len(energy) else 0.0,
             "avg_reward": float(np.mean(rew)) if n_tasks else 0.0,
             "offload_fraction": float(np.mean(c["es"] >= 0)) if n_tasks else 0.0,

@@ -70,7 +70,9 @@ class AgentConfig(StrictModel):
     # lose it (GRL only; False in the cards of agents trained before it existed)
     anchor: bool = False
     k_max: int = Field(16, ge=1)  # candidates per slot at most
-    k_update_every: int = Field(32, ge=1)  # DROO's Delta: K <- max(best index over the window) + 1
+    # DROO's Delta: K <- max(best 0-based index over the window) + 2, i.e. its 1-based rank + 1 (an anchor
+    # win counts as index K, so it widens K: the actor's own candidates all lost)
+    k_update_every: int = Field(32, ge=1)
     memory_size: int = Field(2048, ge=1)
     batch_size: int = Field(32, ge=1)
     train_every: int = Field(4, ge=1)  # slots between gradient steps

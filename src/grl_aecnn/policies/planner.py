@@ -5,7 +5,7 @@ It is the critic of the DROO-style loop (`policies/grl.py`) and the objective of
 "Allocation") but is built for scoring thousands of joint actions per slot:
 
 * Per (MD i, ES m, option o) it computes once per slot the solver's curve phi(beta): the least compute
-  share that meets the deadline given a bandwidth share beta (`allocation.min_upload_time`, same power
+  share that meets the deadline given a bandwidth share beta (`allocation._phi_table`'s h, same power
   rule, mean payload of the option, estimated gain and ES availability). The curve does not depend
   on the other tasks, so every candidate reuses it.
 * Lagrangian form of the solver's feasibility test: a set S on one ES is feasible iff some price
@@ -17,7 +17,8 @@ It is the critic of the DROO-style loop (`policies/grl.py`) and the objective of
   rule above `exact_max` tasks) and the longest feasible prefix is served; feasibility of a prefix is
   monotone because the sums only grow.
 * Expected accuracy: the option's mean; analog ("symbols") options at the estimated SNR of an equal
-  share of the ES's band, as the simulator weights them.
+  share of the ES's band, with the transmit power of the power rule. (The simulator's allocator
+  weights them at P_max on that share, which is higher where the energy budget limits the power.)
 
 Exhaustive search and the trained agents therefore optimise the same estimate; the simulator then
 applies the exact solver with the sample's real payload and judges the outcome on the true state.
@@ -96,7 +97,7 @@ class Plan:
         e_dev = obs.option_device_flops[o] * obs.md_j_per_flop[ii]
         t = EsTasks(sym, obs.option_payload_mean[o] * np.where(sym, 1.0, 8.0), obs.option_server_flops[o],
                     obs.deadline_s[ii] - t_dev, obs.energy_budget_j[ii] - e_dev, obs.gain_est[ii, mm], np.ones(len(o)))
-        # min_upload_time and dof_needed use only the radio fields; compute enters through flops below
+        # the upload time and dof_needed use only the radio fields; compute enters through flops below
         res = EsResources(obs.es_bandwidth_hz, 1.0, obs.p_max_w, obs.n0_w_hz)
         # only rows that can still make it (a task, slack and energy left) get the curves: the others
         # are infeasible whatever the share
@@ -255,7 +256,8 @@ def _row_index(n: int, m: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _min_upload_time_grid(obs: Observation, t: EsTasks, u: np.ndarray, pair: np.ndarray) -> np.ndarray:
-    """`allocation.min_upload_time` on BETA_GRID for every row, max(payload / rate_P(beta), u / (beta B)):
+    """The allocator's least upload time h (`allocation._phi_table`) on BETA_GRID for every row,
+    max(payload / rate_P(beta), u / (beta B)):
     the full-power rate depends on the MD-ES pair only, so it is computed once per pair, not per option."""
     w = BETA_GRID * obs.es_bandwidth_hz
     a = obs.p_max_w * obs.gain_est.reshape(-1) / obs.n0_w_hz

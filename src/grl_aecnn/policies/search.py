@@ -3,7 +3,9 @@ perfect-information oracle: the same search on the TRUE channel gains and ES ava
 
 Exhaustive search sees what every other policy sees (estimates), so it bounds what a learned policy
 can reach on the planner's objective; the oracle additionally knows the truth (it must be given
-`MecSimulator.observe(perfect=True)`) and bounds the loss caused by CSI error and load uncertainty.
+`MecSimulator.observe(perfect=True)`). The oracle is no upper bound on realised reward: the ES's
+allocator still works on estimates and a task's real payload differs from the option's mean
+(docs/policies.md).
 The joint action space is A^(tasks), so both are for small instances only.
 """
 
