@@ -21,7 +21,7 @@ from grl_aecnn.codecs.deepjscc import DeepJsccCodec, evaluate_snr_grid, load_cod
 from grl_aecnn.codecs.deepjscc.model import DeepJscc
 from grl_aecnn.codecs.deepjscc.training import AdamStage, DeepJsccConfig, train_level
 from grl_aecnn.config import load_config
-from grl_aecnn.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
+from grl_aecnn.data import CIFAR10_MEAN, CIFAR10_STD, iterate_batches, load_cifar10
 from grl_aecnn.entropy import pack_frame, unpack_frame
 from grl_aecnn.errors import BitstreamError, CheckpointError, ConfigError
 from grl_aecnn.nets import build_model
@@ -199,6 +199,11 @@ def test_cli_train_ship_and_eval_channel(tiny, tmp_path):
     assert all([p["snr_db"] for p in r["snr"]] == [0.0, 20.0] for r in measured["levels"])
     # Seeded noise: the same grid point gives the same figure again.
     test = load_cifar10("test")
+    # the digital size is the real frame: 4 bytes per complex symbol (float16 I/Q) plus header and CRC
+    image = next(iterate_batches(test, 1))[0][0]
+    assert {int(k): v for k, v in measured["bytes_per_image_digital"].items()} == {
+        c.level: len(c.encode(image)) for c in codecs}
+    assert all(v > 4 * c.symbols for c, v in zip(codecs, measured["bytes_per_image_digital"].values()))
     first = evaluate_snr_grid(codecs[0], test, (5.0,), "awgn", seed=3)
     assert evaluate_snr_grid(codecs[0], test, (5.0,), "awgn", seed=3) == first
     assert 0 <= first[0]["top1"] <= 1 and first[0]["psnr_db"] > 0

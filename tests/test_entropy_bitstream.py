@@ -228,6 +228,13 @@ def test_tensor_frames_round_trip_and_check_the_model():
         decode_tensor_frame(data, small_model(rng, channels=3, bits=3))
     with pytest.raises(BitstreamError, match="does not fit the entropy model"):
         decode_tensor_frame(pack_frame(CODEC, 2, (4, 30), unpack_frame(data).payload), model)
+    assert np.array_equal(decode_tensor_frame(data, model, CODEC, 2, (4, 6, 5)), symbols)
+    # A decoder that knows its level and shape refuses other frames before decoding anything, so a
+    # tiny frame declaring a huge shape costs nothing.
+    huge = pack_frame(CODEC, 2, (4, 2048, 2048), unpack_frame(data).payload)
+    for frame, expected in [(data, (1, (4, 6, 5))), (data, (2, (4, 5, 6))), (huge, (2, (4, 6, 5)))]:
+        with pytest.raises(BitstreamError, match="this decoder expects level"):
+            decode_tensor_frame(frame, model, CODEC, *expected)
 
 
 def mutate(rng: np.random.Generator, data: bytes) -> bytes:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grl_aecnn.entropy import EntropyModel, decode_symbols, encode_tensor_frame, unpack_frame
-from grl_aecnn.errors import BitstreamError
+from grl_aecnn.entropy import EntropyModel, decode_tensor_frame, encode_tensor_frame
 
 
 class FramedSymbolCodec:
@@ -38,12 +37,7 @@ class FramedSymbolCodec:
 
     def frame_symbols(self, data: bytes) -> np.ndarray:
         """The symbols of one frame, checked to be this codec's level and shape."""
-        frame = unpack_frame(data, expected_codec=self.codec_id)
-        if frame.level != self.level:
-            raise BitstreamError(f"frame is {self.codec_id} level {frame.level}; this decoder is level {self.level}")
-        if frame.shape != self.symbol_shape:
-            raise BitstreamError(f"frame declares shape {frame.shape}; level {self.level} sends {self.symbol_shape}")
-        return decode_symbols(frame.payload, frame.shape, self.entropy)
+        return decode_tensor_frame(data, self.entropy, self.codec_id, self.level, self.symbol_shape)
 
     @torch.no_grad()
     def decode_batch(self, data: list[bytes]) -> torch.Tensor:

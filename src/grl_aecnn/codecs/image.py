@@ -76,10 +76,7 @@ class ImageCodec:
         return pixels.reshape(h, w, c)
 
     def _frame_pixels(self, data: bytes) -> np.ndarray:
-        frame = unpack_frame(data, expected_codec=self.codec_id)
-        if frame.level != self.level or frame.shape != self.pixel_shape:
-            raise BitstreamError(f"frame is level {frame.level} shape {frame.shape}; this decoder expects "
-                                 f"level {self.level} shape {self.pixel_shape}")
+        frame = unpack_frame(data, self.codec_id, self.level, self.pixel_shape)
         return self._decode_pixels(frame.payload)
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """Entropy stage: quantization, per-channel probability models, ANS coding and framing.
 
-The codecs use the pair encode_tensor_frame / decode_tensor_frame; the parts are exported for
-codecs that pick a model from the frame's level (unpack_frame, then decode_symbols).
+Entropy-coded codecs use the pair encode_tensor_frame / decode_tensor_frame; the parts are exported
+for codecs with other payloads (unpack_frame with the expected codec, level and shape).
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ def encode_tensor_frame(symbols: np.ndarray | torch.Tensor, model: EntropyModel,
     return pack_frame(codec_id, level, symbols.shape, encode_symbols(symbols, model))
 
 
-def decode_tensor_frame(data: bytes, model: EntropyModel, expected_codec: str | None = None) -> np.ndarray:
+def decode_tensor_frame(data: bytes, model: EntropyModel, expected_codec: str | None = None,
+                        expected_level: int | None = None, expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """The (C, H, W) uint8 symbols of a frame made by encode_tensor_frame.
 
-    BitstreamError if the frame is malformed, of another codec, declares a shape whose channel
-    count differs from the model's, or its payload does not decode."""
-    frame = unpack_frame(data, expected_codec)
+    BitstreamError if the frame is malformed, of another codec, level or shape than the expected ones
+    given, declares a shape whose channel count differs from the model's, or its payload does not decode."""
+    frame = unpack_frame(data, expected_codec, expected_level, expected_shape)
     return decode_symbols(frame.payload, frame.shape, model)

@@ -146,10 +146,12 @@ def pack_frame(codec_id: str, level: int, shape: Sequence[int], payload: bytes) 
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def unpack_frame(data: bytes, expected_codec: str | None = None) -> Frame:
-    """Parse and verify a frame; BitstreamError naming the problem if it is malformed, or if
-    expected_codec is given and the frame is of another codec. ValueError if expected_codec is
-    not in CODEC_NUMBERS (no frame could match it)."""
+def unpack_frame(data: bytes, expected_codec: str | None = None, expected_level: int | None = None,
+                 expected_shape: tuple[int, ...] | None = None) -> Frame:
+    """Parse and verify a frame; BitstreamError naming the problem if it is malformed, or if it is of
+    another codec, level or shape than the expected ones given (a decoder checks these before it
+    spends any work on the payload). ValueError if expected_codec is not in CODEC_NUMBERS (no frame
+    could match it)."""
     if expected_codec is not None:
         _codec_number(expected_codec, "expected codec")
     data = bytes(data)
@@ -192,4 +194,8 @@ def unpack_frame(data: bytes, expected_codec: str | None = None) -> Frame:
     codec_id = _CODEC_NAMES[number]
     if expected_codec is not None and codec_id != expected_codec:
         raise BitstreamError(f"foreign codec id {codec_id!r}, expected {expected_codec!r}")
+    if (expected_level is not None and level != expected_level) or (
+            expected_shape is not None and shape != tuple(expected_shape)):
+        raise BitstreamError(f"frame is {codec_id} level {level} shape {shape}; this decoder expects "
+                             f"level {expected_level} shape {expected_shape}")
     return Frame(codec_id, level, shape, data[offset : offset + payload_length])

@@ -85,10 +85,7 @@ class DeepJsccCodec:
         return self.encode_batch(image[None])[0]
 
     def frame_symbols(self, data: bytes) -> torch.Tensor:
-        frame = unpack_frame(data, expected_codec=CODEC_ID)
-        if frame.level != self.level or frame.shape != (self.symbols, 2):
-            raise BitstreamError(f"frame is deepjscc level {frame.level} shape {frame.shape}; this decoder expects "
-                                 f"level {self.level} shape {(self.symbols, 2)}")
+        frame = unpack_frame(data, CODEC_ID, self.level, (self.symbols, 2))
         if len(frame.payload) != self.symbols * 2 * _WIRE.itemsize:
             raise BitstreamError(f"payload of {len(frame.payload)} bytes, expected {self.symbols * 2 * _WIRE.itemsize} "
                                  "(float16 I/Q)")

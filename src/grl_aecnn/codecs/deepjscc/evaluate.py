@@ -37,9 +37,12 @@ def evaluate_snr_grid(codec: DeepJsccCodec, test_set: ImageSet, snrs_db=SNR_GRID
 def evaluate_channels(levels: list[DeepJsccCodec], model: str, test_set: ImageSet, snrs_db=SNR_GRID_DB,
                       channels=("awgn",), seed: int = 0) -> dict:
     """Every level on every channel over the SNR grid; the uncompressed figure is the codec's own backbone's."""
+    first_image = next(iterate_batches(test_set, 1))[0][0]
     rows = [{"level": c.level, "symbols": c.symbols, "bandwidth_ratio": c.bandwidth_ratio, "trained_for": c.channel,
              "channel": ch, "snr": evaluate_snr_grid(c, test_set, snrs_db, ch, seed)}
             for c in levels for ch in channels]
     return {"codec": "deepjscc", "model": model, "n": len(test_set), "dataset_checksum": test_set.checksum,
             "seed": seed, "top1_uncompressed": evaluate(levels[0].backbone, test_set),
-            "bytes_per_image_digital": {str(c.level): 4 * c.symbols for c in levels}, "levels": rows}
+            # the whole frame a digital link sends (header and CRC included), measured on the first image
+            "bytes_per_image_digital": {str(c.level): len(c.encode(first_image)) for c in levels},
+            "levels": rows}
