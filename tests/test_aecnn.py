@@ -221,7 +221,7 @@ def test_prune_aware_masks_are_nested_and_each_tail_sees_only_its_count(prune_aw
                           (0.0, 0.999))
     assert [head.servers[str(k)].keep.tolist() for k in (8, 4, 2)] == [list(range(31, 23, -1)),
                                                                        [31, 30, 29, 28], [31, 30]]
-    before = {k: {n: v.clone() for n, v in head.servers[k].tail_state().items()} for k in ("8", "2")}
+    before = {k: {n: v.clone() for n, v in head.servers[k].level_state().items()} for k in ("8", "2")}
     features = torch.rand(4, 32, 16, 16, requires_grad=True)
     head.base.features = lambda x: features
     head.train()
@@ -230,7 +230,7 @@ def test_prune_aware_masks_are_nested_and_each_tail_sees_only_its_count(prune_aw
     # Only the four kept channels reach the server, and the other counts' tails keep their BN statistics.
     sent = features.grad.abs().sum((0, 2, 3)) > 0
     assert sent.nonzero().flatten().tolist() == [28, 29, 30, 31]
-    assert all(torch.equal(v, before[k][n]) for k in before for n, v in head.servers[k].tail_state().items())
+    assert all(torch.equal(v, before[k][n]) for k in before for n, v in head.servers[k].level_state().items())
     # The device head lives in `base`: the servers' head copies neither learn nor run.
     server = head.servers["4"]
     tail = server.net.tail_prefixes("layer2")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 
 @runtime_checkable
@@ -38,3 +39,24 @@ class Codec(Protocol):
     def decode_batch(self, data: list[bytes]) -> torch.Tensor:
         """`decode` of each bitstream, computed together: logits (B, num_classes)."""
         ...
+
+
+class SplitLevel(nn.Module):
+    """What AECNN and BottleNet++ levels share: a module between the head and the tail of its own copy
+    `net` of the backbone, cut at `split`. Subclasses set `net` and `split` and define `reconstruct`."""
+
+    net: nn.Module
+    split: str
+
+    def reconstruct(self, features: torch.Tensor, quantized: bool) -> torch.Tensor:
+        """Training path: split features -> the features the tail receives (quantized or not)."""
+        raise NotImplementedError
+
+    def tail(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.tail(features, self.split)
+
+    def level_state(self) -> dict[str, torch.Tensor]:
+        """The parameters that belong to this level: its own modules and buffers, and the tail of `net`
+        (the head is the backbone's, shared by every level)."""
+        prefixes = tuple(f"net.{p}" for p in self.net.tail_prefixes(self.split))
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("net.") or k.startswith(prefixes)}

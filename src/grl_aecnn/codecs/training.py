@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field, PositiveInt, model_validator
 
+from grl_aecnn.codecs.base import SplitLevel
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches
 from grl_aecnn.entropy import DEFAULT_NEIGHBOURS, NEIGHBOURS, EntropyModel, channel_histograms, check_neighbours
@@ -186,6 +187,21 @@ def cached_top1(module: torch.nn.Module, logits_of: Callable[[torch.Tensor], tor
         correct += int((logits_of(f).argmax(1) == cache["test_labels"][start:start + 500]).sum())
     module.train(was_training)
     return correct / len(cache["test_labels"])
+
+
+def level_top1(level: SplitLevel, cache: dict, quantized: bool) -> float:
+    """Top-1 of a level on the cached test features."""
+    return cached_top1(level, lambda f: level.tail(level.reconstruct(f, quantized)), cache)
+
+
+def level_loss(w: LossWeights, level: SplitLevel, quantized: bool) -> Callable[[tuple], torch.Tensor]:
+    """The training loss of a level on a cached batch (features, teacher logits, labels)."""
+    def loss_of(batch) -> torch.Tensor:
+        f, teacher, y = batch
+        recovered = level.reconstruct(f, quantized)
+        return split_loss(w, recovered, f, level.tail(recovered), teacher, y)
+
+    return loss_of
 
 
 def train_cached_stage(out: Path, config: dict, module: torch.nn.Module, cache: dict, stage: SgdStage, params,

@@ -19,6 +19,7 @@ import copy
 import torch
 from torch import nn
 
+from grl_aecnn.codecs.base import SplitLevel
 from grl_aecnn.entropy import dequantize, fit_channel_range, quantize, quantize_ste
 from grl_aecnn.nets import SplitNet, split_shape
 
@@ -68,7 +69,7 @@ class FeatureRecovery(nn.Module):
         return placed + self.body(received)
 
 
-class AecnnLevel(nn.Module):
+class AecnnLevel(SplitLevel):
     """One compression level: kept channels, quantization range and bits, recovery network, tail."""
 
     def __init__(self, backbone: SplitNet, split: str, keep: torch.Tensor, bits: int, channels: int, hidden: int):
@@ -103,13 +104,6 @@ class AecnnLevel(nn.Module):
             kept = quantize_ste(kept, self.lo, self.hi, self.bits)
         return self.recovery(kept)
 
-    def tail(self, recovered: torch.Tensor) -> torch.Tensor:
-        return self.net.tail(recovered, self.split)
-
-    def tail_state(self) -> dict[str, torch.Tensor]:
-        """The parameters that belong to this level: recovery, range, and the tail of the network."""
-        prefixes = tuple(f"net.{p}" for p in self.net.tail_prefixes(self.split))
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("net.") or k.startswith(prefixes)}
 
 
 class AecnnBase(nn.Module):

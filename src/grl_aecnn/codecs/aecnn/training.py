@@ -46,8 +46,9 @@ from torch import nn
 from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel, PruneAwareHead
 from grl_aecnn.codecs.shipping import strip_prefix
 from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, LossWeights, QuantizedLevelConfig,
-                                       SgdStage, cache_split_features, cached_top1, check_or_write_base_config,
-                                       fit_entropy, make_sgd, map_batches, split_loss, train_cached_stage)
+                                       SgdStage, cache_split_features, check_or_write_base_config,
+                                       fit_entropy, level_loss, level_top1, make_sgd, map_batches, split_loss,
+                                       train_cached_stage)
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
 from grl_aecnn.entropy import RateProxy, fit_channel_range, quantization_levels
@@ -280,21 +281,13 @@ def importance_and_cache(cfg: AecnnBaseConfig, base: AecnnBase, teacher: AecnnBa
     return order, cache
 
 
-def level_top1(level: AecnnLevel, cache: dict, quantized: bool) -> float:
-    return cached_top1(level, lambda f: level.tail(level.reconstruct(f, quantized)), cache)
-
-
 def _train_level_stage(cfg: AecnnLevelConfig, level: AecnnLevel, cache: dict, stage: SgdStage, name: str,
                        quantized: bool, train_tail: bool, params, show_progress: bool) -> list[dict]:
-    def loss_of(batch) -> torch.Tensor:
-        f, teacher, y = batch
-        recovered = level.reconstruct(f, quantized)
-        return split_loss(cfg.loss, recovered, f, level.tail(recovered), teacher, y)
-
     # Stage 3 keeps the tail fixed, its BN statistics included. The settings of stages 5-6 do not touch
     # these stages, so adding them to a finished level resumes these as they are.
     config = cfg.stage_config("device_finetune", "rate_finetune")
-    return train_cached_stage(cfg.level_dir / name, config, level, cache, stage, params, loss_of, cfg.base.seed,
+    return train_cached_stage(cfg.level_dir / name, config, level, cache, stage, params,
+                              level_loss(cfg.loss, level, quantized), cfg.base.seed,
                               f"level {cfg.level} {name}", lambda: level_top1(level, cache, quantized),
                               frozen_modules=() if train_tail else (level.net,), show_progress=show_progress)
 
@@ -397,7 +390,7 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
     level = AecnnLevel(base.backbone, cfg.base.split, keep, cfg.bits, base.channels, cfg.recovery_hidden)
     if prune_aware is not None:
         # Its recovery network and tail; the level's (unused) head copy stays the new head.
-        level.load_state_dict({**level.state_dict(), **head.servers[str(cfg.keep_channels)].tail_state()})
+        level.load_state_dict({**level.state_dict(), **head.servers[str(cfg.keep_channels)].level_state()})
     # The quantization range comes from the training features of the kept channels.
     sample = cache["train_features"][:20000, keep].float()
     level.lo, level.hi = fit_channel_range(sample, *cfg.range_quantiles)
@@ -405,7 +398,7 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
     # A recovery network from the prune-aware head was trained on quantized input: keep it so.
     stage3 = _train_level_stage(cfg, level, cache, cfg.recovery, "stage3", prune_aware is not None, False,
                                 level.recovery.parameters(), show_progress)
-    tail_keys = level.tail_state().keys()
+    tail_keys = level.level_state().keys()
     tail_params = [p.requires_grad_(True) for k, p in level.named_parameters() if k.startswith("net.") and k in tail_keys]
     stage4 = _train_level_stage(cfg, level, cache, cfg.finetune, "stage4", True, True,
                                 list(level.recovery.parameters()) + tail_params, show_progress)
@@ -430,7 +423,7 @@ def train_level(cfg: AecnnLevelConfig, show_progress: bool = True) -> dict:
         own_device = {f"device.{k}": v for k, v in model.device_state().items()}
         train_features = map_batches(train_set, lambda x: {"f": model.device.features(x).half()})["f"]
     entropy, code_length = fit_entropy(level.symbols, train_features, cfg.bits, cfg.neighbours)
-    save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.tail_state(), **own_device,
+    save_tensors(cfg.level_dir / LEVEL_WEIGHTS, {**level.level_state(), **own_device,
                                                  **{f"entropy.{k}": v for k, v in entropy.to_tensors().items()}})
     card = {
         "level": cfg.level, "keep_channels": cfg.keep_channels, "bits": cfg.bits, "keep": keep.tolist(),

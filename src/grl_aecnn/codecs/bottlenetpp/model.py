@@ -18,6 +18,7 @@ import copy
 import torch
 from torch import nn
 
+from grl_aecnn.codecs.base import SplitLevel
 from grl_aecnn.codecs.channel import awgn, erase
 from grl_aecnn.entropy import dequantize, quantize, quantize_ste
 from grl_aecnn.nets import SplitNet
@@ -67,7 +68,7 @@ class NoisyChannel(nn.Module):
         return erase(code, self.erasure)
 
 
-class BottleNetLevel(nn.Module):
+class BottleNetLevel(SplitLevel):
     """One rate: encoder, quantization range and bits, decoder, and the rate's own copy of the tail."""
 
     def __init__(self, backbone: SplitNet, split: str, channels: int, code_channels: int, stride: int, bits: int,
@@ -98,10 +99,3 @@ class BottleNetLevel(nn.Module):
         code = quantize_ste(code, self.lo, self.hi, self.bits) if quantized else self.channel(code)
         return self.decoder(code)
 
-    def tail(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.tail(features, self.split)
-
-    def level_state(self) -> dict[str, torch.Tensor]:
-        """What belongs to this rate: encoder, decoder, range and tail (the head is the backbone's)."""
-        prefixes = tuple(f"net.{p}" for p in self.net.tail_prefixes(self.split))
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("net.") or k.startswith(prefixes)}

@@ -19,8 +19,8 @@ from pydantic import Field, PositiveInt
 
 from grl_aecnn.codecs.bottlenetpp.model import BottleNetLevel, NoisyChannel
 from grl_aecnn.codecs.training import (CACHE_FILE, LEVEL_CARD, LEVEL_WEIGHTS, QuantizedLevelConfig, SgdStage,
-                                       cache_split_features, cached_top1, check_or_write_base_config, fit_entropy,
-                                       frozen_backbone, split_loss, train_cached_stage)
+                                       cache_split_features, check_or_write_base_config, fit_entropy, frozen_backbone,
+                                       level_loss, level_top1, train_cached_stage)
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import load_dataset
 from grl_aecnn.entropy import fit_channel_range
@@ -87,18 +87,10 @@ def feature_cache(cfg: BottleNetBaseConfig) -> tuple[SplitNet, dict[str, torch.T
     return backbone, cache
 
 
-def level_top1(level: BottleNetLevel, cache: dict, quantized: bool) -> float:
-    return cached_top1(level, lambda f: level.tail(level.reconstruct(f, quantized)), cache)
-
-
 def _stage(cfg: BottleNetLevelConfig, level: BottleNetLevel, cache: dict, stage: SgdStage, name: str,
            quantized: bool, params, frozen: tuple, show_progress: bool) -> list[dict]:
-    def loss_of(batch) -> torch.Tensor:
-        f, teacher, y = batch
-        recovered = level.reconstruct(f, quantized)
-        return split_loss(cfg.loss, recovered, f, level.tail(recovered), teacher, y)
-
-    return train_cached_stage(cfg.level_dir / name, cfg.stage_config(), level, cache, stage, params, loss_of,
+    return train_cached_stage(cfg.level_dir / name, cfg.stage_config(), level, cache, stage, params,
+                              level_loss(cfg.loss, level, quantized),
                               cfg.base.seed, f"bottlenet++ {cfg.level} {name}",
                               lambda: level_top1(level, cache, quantized), frozen, show_progress)
 
