@@ -11,7 +11,8 @@ from grl_aecnn import zoo
 from grl_aecnn.codecs.training import LEVEL_CARD, LEVEL_WEIGHTS
 from grl_aecnn.entropy import EntropyModel
 from grl_aecnn.errors import CheckpointError, ModelNotFoundError
-from grl_aecnn.store import atomic_write_json, load_tensors, load_verified_tensors, read_json, save_tensors, sha256_file
+from grl_aecnn.store import (atomic_write_json, load_module_state, load_tensors, load_verified_tensors, read_json,
+                             save_tensors, sha256_file)
 
 
 def with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -21,6 +22,14 @@ def with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
 def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under prefix, with it removed."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_split_level(level: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
+                     backbone: torch.nn.Module, source: str) -> None:
+    """Load a level's own tensors (under `prefix`, less its entropy model and any device head). Its copy
+    of the backbone's head is never used; it is filled from `backbone` so the state is complete."""
+    own = {k: v for k, v in strip_prefix(tensors, prefix).items() if not k.startswith(("entropy.", "device."))}
+    load_module_state(level, {**with_prefix(backbone.state_dict(), "net."), **own}, source)
 
 
 def finished_levels(base_dir: Path) -> list[tuple[dict, dict[str, torch.Tensor]]]:

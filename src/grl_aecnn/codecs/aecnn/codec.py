@@ -16,7 +16,8 @@ import torch
 from grl_aecnn.codecs.aecnn.model import AecnnBase, AecnnLevel
 from grl_aecnn.codecs.aecnn.training import device_base_state
 from grl_aecnn.codecs.framed import FramedSymbolCodec
-from grl_aecnn.codecs.shipping import finished_levels, load_entropy, read_shipped, strip_prefix, with_prefix, write_shipped
+from grl_aecnn.codecs.shipping import (finished_levels, load_entropy, load_split_level, read_shipped, strip_prefix,
+                                      with_prefix, write_shipped)
 from grl_aecnn.entropy import EntropyModel
 from grl_aecnn.errors import CheckpointError
 from grl_aecnn.nets import count_flops, split_shape
@@ -86,10 +87,7 @@ def load_codecs(name: str, zoo_dir: Path | None = None) -> list[AecnnCodec]:
         prefix = f"level{spec['level']}."
         module = AecnnLevel(base.backbone, card["split"], torch.tensor(spec["keep"]), spec["bits"], base.channels,
                             spec["recovery_hidden"])
-        own = {k: v for k, v in strip_prefix(tensors, prefix).items() if not k.startswith(("entropy.", "device."))}
-        # The level's head copy is never used; fill it from the base so the state is complete.
-        full = {**with_prefix(base.backbone.state_dict(), "net."), **own}
-        load_module_state(module, full, f"{weights} level {spec['level']}")
+        load_split_level(module, tensors, prefix, base.backbone, f"{weights} level {spec['level']}")
         device = strip_prefix(tensors, prefix + "device.")
         if bool(device) != spec.get("own_device_head", False):
             raise CheckpointError(f"{weights} level {spec['level']}: the card says own_device_head="

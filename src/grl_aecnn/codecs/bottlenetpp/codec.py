@@ -15,7 +15,8 @@ from grl_aecnn.codecs.bottlenetpp.model import BottleNetLevel
 from grl_aecnn.codecs.bottlenetpp.training import CACHE_INFO
 from grl_aecnn.codecs.framed import FramedSymbolCodec
 from grl_aecnn.codecs.training import BACKBONE_WEIGHTS
-from grl_aecnn.codecs.shipping import finished_levels, load_entropy, read_shipped, strip_prefix, with_prefix, write_shipped
+from grl_aecnn.codecs.shipping import (finished_levels, load_entropy, load_split_level, read_shipped, strip_prefix,
+                                      with_prefix, write_shipped)
 from grl_aecnn.entropy import EntropyModel
 from grl_aecnn.nets import SplitNet, count_flops, split_shape
 from grl_aecnn.store import load_module_state, load_tensors, read_json
@@ -80,8 +81,6 @@ def load_codecs(name: str, zoo_dir: Path | None = None) -> list[BottleNetCodec]:
     for spec in card["levels"]:
         prefix = f"level{spec['level']}."
         module = BottleNetLevel(backbone, card["split"], channels, spec["code_channels"], spec["stride"], spec["bits"])
-        own = {k: v for k, v in strip_prefix(tensors, prefix).items() if not k.startswith("entropy.")}
-        # The rate's head copy is never used; fill it from the backbone so the state is complete.
-        load_module_state(module, {**with_prefix(backbone.state_dict(), "net."), **own}, f"{weights} level {spec['level']}")
+        load_split_level(module, tensors, prefix, backbone, f"{weights} level {spec['level']}")
         codecs.append(BottleNetCodec(backbone, module, spec["level"], load_entropy(tensors, prefix + "entropy.", spec["entropy"])))
     return codecs
