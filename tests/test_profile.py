@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -53,6 +54,15 @@ def test_npz_checksum(saved):
     data[-10] ^= 0xFF
     npz.write_bytes(bytes(data))
     with pytest.raises(ProfileError, match="SHA-256"):
+        load_profile(saved[1])
+
+
+def test_a_damaged_zip_whose_checksum_was_forged_is_a_profile_error(saved):
+    npz = saved[1].with_suffix(".npz")
+    damaged = npz.read_bytes()[:200]  # a zip's start without its directory
+    npz.write_bytes(damaged)
+    _edit_meta(saved[1], npz_sha256=hashlib.sha256(damaged).hexdigest())
+    with pytest.raises(ProfileError, match="not a readable npz"):
         load_profile(saved[1])
 
 

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,7 +234,7 @@ def load_profile(path: str | os.PathLike, expected_model: str | None = None,
             if set(npz.files) != _NPZ_KEYS:
                 raise ProfileError(f"{npz_path}: arrays {sorted(npz.files)}, expected {sorted(_NPZ_KEYS)}")
             arrays = {k: npz[k] for k in _NPZ_KEYS}
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ProfileError(f"{npz_path}: not a readable npz ({exc})") from exc
     try:
         options = tuple(OptionMeta(**o) for o in meta["options"])
