@@ -1,5 +1,6 @@
 """Experiments: sweeps over a scenario factor, resumable, identical on local processes and on Ray."""
 
+import dataclasses
 import json
 
 import pytest
@@ -124,3 +125,29 @@ def test_jobs_of_learned_policies_are_keyed_by_their_weights(monkeypatch, tmp_pa
                                                                         "shape": {"n_md": n, "n_es": 3}}))
     _, jobs = evaluate.plan_jobs(droo)
     assert [j["weights_id"] for j in jobs] == ["c" * 64, "d" * 64]
+    # the card's config (what load_agent builds the agent from) counts too
+    (tmp_path / "grl-default.json").write_text(json.dumps({"weights_sha256": "b" * 64, "config": {"anchor": True}}))
+    _, jobs = evaluate.plan_jobs(cfg)
+    assert evaluate.job_key(next(j for j in jobs if j["policy"] == "grl")) != before
+    assert next(j for j in jobs if j["policy"] == "grl")["weights_id"].startswith("b" * 64 + "+")
+
+
+def test_jobs_are_keyed_by_the_simulation_code_and_the_profile_options(monkeypatch):
+    """A change to the simulator's or the policies' source, or to a profile's option metadata, makes the
+    finished jobs stale; a sweep also refuses repeated seeds, which it would count twice."""
+    from grl_aecnn.experiments import evaluate
+    from grl_aecnn.profile import synthetic_profile
+
+    cfg = ExperimentConfig(name="keys", policies=("greedy",), slots=5, seeds=(0,))
+    _, jobs = evaluate.plan_jobs(cfg)
+    assert jobs[0]["code_id"] == evaluate.code_id() and len(evaluate.code_id()) == 64
+    before = evaluate.job_key(jobs[0])
+    monkeypatch.setattr(evaluate, "code_id", lambda: "0" * 64)
+    _, jobs = evaluate.plan_jobs(cfg)
+    assert evaluate.job_key(jobs[0]) != before
+    profile = synthetic_profile(seed=0, n_samples=50)
+    renamed = dataclasses.replace(profile, options=(dataclasses.replace(profile.options[0], device_flops=1.0),
+                                                    *profile.options[1:]))
+    assert evaluate.profile_id(renamed) != evaluate.profile_id(profile)
+    with pytest.raises(ValueError, match="repeat"):
+        ExperimentConfig(name="keys", policies=("greedy",), seeds=(0, 0))

@@ -3,8 +3,10 @@
 A job is (factor value, policy, seed): one simulation, deterministic given those and the profile, so
 jobs run in any order on any worker (local processes or a Ray cluster) and give the same numbers.
 Each finished job is written to `<output>/jobs/` at once; a rerun skips the jobs already there, so
-an interrupted sweep resumes without redoing finished work. The result folder also holds the
-resolved config and scenario, a CSV table, the summary JSON, plots and the run's metadata.
+an interrupted sweep resumes without redoing finished work. A job's key holds everything its
+numbers depend on: the scenario, the profile's content, the policy's weights and card config, the
+seed, slots and allocator, and the source code of the simulation stack (`code_id`). The result folder
+also holds the resolved config and scenario, a CSV table, the summary JSON, plots and the run's metadata.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import io
 import json
 import os
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +62,9 @@ class ExperimentConfig(StrictModel):
             raise ValueError("give a factor together with its values, or neither")
         if not self.seeds or not self.policies:
             raise ValueError("need at least one seed and one policy")
+        for name, items in (("seeds", self.seeds), ("policies", self.policies), ("values", self.values)):
+            if len(set(items)) != len(items):
+                raise ValueError(f"{name} {list(items)} repeat an entry (each would be counted twice)")
         return self
 
     @property
@@ -87,7 +93,9 @@ def with_factor(base: Scenario, factor: str | None, value: float | None) -> Scen
 
 
 # ---- jobs ---------------------------------------------------------------------------------------
-_PROFILES: dict[str | None, tuple] = {}
+_PROFILES: dict[tuple[str | None, str], object] = {}
+# The packages whose code decides a job's numbers (experiments/simulate.py runs the job).
+_SIMULATION_CODE = ("mec", "policies", "profile", "experiments/simulate.py")
 
 
 def run_job(job: dict) -> dict:
@@ -95,9 +103,13 @@ def run_job(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)  # one job per core; the policies' networks are small
-    if job["profile"] not in _PROFILES:
-        _PROFILES[job["profile"]] = default_profile(job["profile"])
-    profile, _ = _PROFILES[job["profile"]]
+    cached = (job["profile"], job["profile_id"])
+    if cached not in _PROFILES:
+        profile, _ = default_profile(job["profile"])
+        if job["profile_id"] and profile_id(profile) != job["profile_id"]:
+            raise ConfigError(f"profile {job['profile'] or '(shipped)'} changed after the jobs were planned")
+        _PROFILES[cached] = profile
+    profile = _PROFILES[cached]
     scenario = Scenario.model_validate(job["scenario"])
     summary, _ = simulate_policy(scenario, profile, job["policy"], job["slots"], job["seed"], job["allocator"])
     return {**{k: job[k] for k in ("index", "value", "policy", "seed", "slots")}, **summary,
@@ -114,10 +126,24 @@ def job_key(job: dict) -> str:
 
 
 def profile_id(profile) -> str:
-    """Content hash of a profile's arrays: finished jobs are stale once the profile changes."""
-    digest = hashlib.sha256()
+    """Content hash of a profile's options (names, kinds, FLOPs) and arrays: finished jobs are stale
+    once the profile changes."""
+    digest = hashlib.sha256(json.dumps([o.to_json() for o in profile.options], sort_keys=True).encode())
     for array in (profile.payload, profile.correct, profile.snr_grid_db, profile.snr_correct):
         digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_id() -> str:
+    """Hash of the simulation stack's source files, so that a code change reruns the jobs instead of
+    republishing numbers the current code would not give (comments count too: safe, not minimal)."""
+    root = Path(grl_aecnn.__file__).parent
+    digest = hashlib.sha256()
+    for part in _SIMULATION_CODE:
+        files = [root / part] if part.endswith(".py") else sorted((root / part).rglob("*.py"))
+        for path in files:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -132,7 +158,7 @@ def plan_jobs(cfg: ExperimentConfig, profile_hash: str = "") -> tuple[Scenario, 
                 jobs.append({"index": index, "value": value, "policy": policy, "seed": seed, "slots": cfg.slots,
                              "scenario": scenario, "profile": cfg.profile, "profile_id": profile_hash,
                              "weights_id": weights_id(policy, scenario["n_md"], scenario["n_es"]),
-                             "allocator": cfg.allocator})
+                             "allocator": cfg.allocator, "code_id": code_id()})
     return base, jobs
 
 
@@ -142,7 +168,10 @@ def run_jobs(jobs: list[dict], backend: str, workers: int, address: str | None,
     if not jobs:
         return
     if backend == "ray":
-        import ray
+        try:
+            import ray
+        except ImportError as exc:
+            raise ConfigError("--backend ray needs Ray: python -m pip install -e '.[ray]'") from exc
 
         started = not ray.is_initialized()
         if started:
@@ -234,7 +263,7 @@ def plot_convergence(out: Path) -> Path | None:
     from grl_aecnn.policies.registry import ZOO_WEIGHTS
 
     curves = {}
-    for policy in ("grl", "droo"):
+    for policy in ("grl", "grl-bottlenetpp", "grl-deepjscc", "droo"):
         card = ZOO_WEIGHTS / f"{policy}-default.json"
         if card.exists() and (rewards := read_json(card).get("episode_rewards")):
             curves[policy] = rewards
@@ -261,8 +290,6 @@ def run_experiment(cfg: ExperimentConfig, backend: str = "local", workers: int |
     profile, source = default_profile(cfg.profile)
     base, jobs = plan_jobs(cfg, profile_id(profile))
     (out / "jobs").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
-    atomic_write_bytes(out / "scenario.yaml", dump_config(base).encode())
     results, todo = [], []
     for job in jobs:
         path = _job_file(out, job)
@@ -285,11 +312,16 @@ def run_experiment(cfg: ExperimentConfig, backend: str = "local", workers: int |
     summary = summarize(cfg, results)
     summary["profile"] = {"source": source, "model": profile.model, "synthetic": profile.synthetic,
                           "dataset_checksum": profile.dataset_checksum}
+    # Written together at the end, so a failed run never leaves a new config beside an old summary.
+    atomic_write_bytes(out / "config.yaml", dump_config(cfg).encode())
+    atomic_write_bytes(out / "scenario.yaml", dump_config(base).encode())
     atomic_write_json(out / "summary.json", summary)
     atomic_write_bytes(out / "table.csv", table_csv(summary).encode())
     atomic_write_json(out / "metadata.json", {
         "package_version": grl_aecnn.__version__, "seeds": list(cfg.seeds), "backend": backend,
-        "profile": summary["profile"], "profile_provenance": profile.provenance, "jobs": total,
+        "profile": summary["profile"], "profile_provenance": profile.provenance, "code_id": code_id(),
+        "weights": {p: sorted({j["weights_id"] for j in jobs if j["policy"] == p}) for p in cfg.policies
+                    if any(j["weights_id"] for j in jobs if j["policy"] == p)}, "jobs": total,
         "jobs_resumed": total - len(todo)})
     plot_metrics(summary, out)
     plot_convergence(out)

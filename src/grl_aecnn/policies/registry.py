@@ -108,11 +108,21 @@ def _build(name: str):
 
 
 def weights_id(name: str, n_md: int | None = None, n_es: int | None = None) -> str:
-    """The SHA-256 of the shipped weights a policy loads ("" for the heuristics and searches), so that
-    results computed with other weights are recognised as stale. DROO loads one network per (N, M):
-    given the size, only that network counts (adding a network for another size leaves these results
-    valid)."""
+    """The SHA-256 of the shipped weights a policy loads ("" for the heuristics and searches), with a
+    hash of the card's config where it has one (load_agent builds the agent from it: anchor, K,
+    options, ...), so that results computed with other weights or settings are recognised as stale.
+    DROO loads one network per (N, M): given the size, only that network counts (adding a network for
+    another size leaves these results valid)."""
+    import hashlib
+    import json
+
     from grl_aecnn.store import read_json
+
+    def identity(card: dict) -> str:
+        if "config" not in card:
+            return card["weights_sha256"]
+        config = json.dumps(card["config"], sort_keys=True).encode()
+        return f"{card['weights_sha256']}+{hashlib.sha256(config).hexdigest()[:16]}"
 
     pattern = DROO_CARDS if name == "droo" else GRL_CARDS.get(name)
     if pattern is None:
@@ -120,7 +130,7 @@ def weights_id(name: str, n_md: int | None = None, n_es: int | None = None) -> s
     cards = [read_json(card) for card in sorted(ZOO_WEIGHTS.glob(pattern))]
     if name == "droo" and n_md is not None:
         cards = [c for c in cards if (c["shape"]["n_md"], c["shape"]["n_es"]) == (n_md, n_es)]
-    return ",".join(card["weights_sha256"] for card in cards)
+    return ",".join(identity(card) for card in cards)
 
 
 def make_policy(name: str, seed: int = 0):
