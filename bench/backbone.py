@@ -7,7 +7,6 @@ Figures are medians over repeats; ratios are against the first model, measured i
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from grl_aecnn.nets import MODELS, build_model
+from grl_aecnn.store import atomic_write_json
 
 
 def _median_seconds(fn, repeats: int, warmup: int = 1) -> float:
@@ -90,8 +90,7 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "results": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.json, result)
     print(f"wrote {args.json}")
 
 

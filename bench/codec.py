@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import platform
 import statistics
 import sys
@@ -33,6 +32,7 @@ import torch
 
 from grl_aecnn.entropy import (DEFAULT_NEIGHBOURS, EntropyModel, decode_tensor_frame, encode_tensor_frame,
                                fit_channel_range, quantize)
+from grl_aecnn.store import atomic_write_json
 
 DATA_KINDS = ("iid", "smooth")
 CHANNEL_COUNTS = (8, 32, 64)
@@ -152,7 +152,8 @@ def run_config(
         lambda s: encode_tensor_frame(s, model, CODEC_ID, level=bits),
         lambda d: decode_tensor_frame(d, model, expected_codec=CODEC_ID),
     )
-    # the context model the AECNN levels ship (above/left neighbours): the i.i.d. "ours" stays the reference
+    # a context model over the above/left neighbours (the shipped AECNN levels 2-8 use five causal
+    # neighbours, configs/codecs/aecnn-r3-L*.yaml); the i.i.d. "ours" stays the reference
     ours_context = Compressor(
         "ours-context",
         lambda s: encode_tensor_frame(s, context_model, CODEC_ID, level=bits),
@@ -254,8 +255,7 @@ def main() -> None:
             "summary": summary,
             "configs": configs,
         }
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+        atomic_write_json(args.json, report)
         print(f"\nwrote {args.json}")
 
 

@@ -1,5 +1,6 @@
 """Benchmark: median decision time per slot (observation -> actions) of GRL-AECNN, DROO-AECNN, greedy
-and, where feasible (N = 5), exhaustive search, for N = 5, 10 and 20 MDs (M = 3, default scenario otherwise),
+and exhaustive search where it is feasible (with the shipped profile's 15 options not even at N = 5
+under the default --max-joint), for N = 5, 10 and 20 MDs (M = 3, default scenario otherwise),
 in the same run; wall and CPU time, CPU-time ratios to greedy; JSON to bench/results/policy.json.
 
     python bench/policy.py --slots 200

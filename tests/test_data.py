@@ -78,7 +78,7 @@ def test_missing_dataset_names_places_and_remedy(isolated_data):
         load_cifar10("test")
     message = str(err.value)
     assert str(isolated_data / "cifar10-jpeg" / "test.zip") in message
-    assert "cifar-10-python.tar.gz" in message and "GRL_AECNN_DATA" in message and "download" in message
+    assert "cifar-10-python.tar.gz" in message and "GRL_AECNN_DATA" in message and "grl-aecnn data fetch cifar10" in message
 
 
 def test_corrupt_zip_is_a_clear_error(isolated_data):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from grl_aecnn.errors import ModelNotFoundError
+from grl_aecnn.errors import ModelNotFoundError, SplitPointError
 from grl_aecnn.nets import MODELS, build_model, count_flops, split_table
 
 EXPECTED_SPLITS = {
@@ -57,5 +57,5 @@ def test_grey_input_and_class_count():
 def test_unknown_names():
     with pytest.raises(ModelNotFoundError, match="resnet20"):
         build_model("vgg16")
-    with pytest.raises(KeyError, match="layer3"):
+    with pytest.raises(SplitPointError, match="layer3"):
         build_model("resnet20").head(torch.zeros(1, 3, 32, 32), "layer9")

@@ -144,7 +144,8 @@ def train_policy_cmd(
         if seed is not None:
             cfg = cfg.model_copy(update={"seed": seed})
         if (cfg.name or cfg.policy) != policy:
-            raise GrlAecnnError(f"{config}: config is for policy {cfg.name or cfg.policy!r}, not {policy!r}")
+            raise GrlAecnnError(f"{config or f'configs/policies/{policy}.yaml'}: config is for policy "
+                                f"{cfg.name or cfg.policy!r}, not {policy!r}")
         scen = load_config(scenario, Scenario)
         for field, value, tag in (("n_md", n_md, "n"), ("n_es", n_es, "m")):
             if value is not None:
@@ -166,7 +167,7 @@ def select_policy_cmd(
                                              "(e.g. a zoo one, zoo/weights/grl-default.json); repeat."),
     scenario: Path = typer.Option(Path("configs/scenarios/default.yaml"), help="Scenario YAML."),
     profile: Optional[Path] = typer.Option(None, help="Option profile JSON [the shipped real profile]."),
-    n_md: list[int] = typer.Option([5, 10, 20, 40], help="Numbers of MDs to validate on; repeat."),
+    n_md: list[int] = typer.Option([5, 10, 20, 40], min=1, help="Numbers of MDs to validate on; repeat."),
     seed: Optional[list[int]] = typer.Option(None, help="Validation seeds; repeat [1000, 1001; never 0-2, the experiments']."),
     slots: int = typer.Option(300, min=1, help="Slots per (N, seed)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write every run's validation rewards here."),

@@ -9,6 +9,10 @@ class ConfigError(GrlAecnnError):
     """A YAML config is missing, malformed or fails validation."""
 
 
+class SplitPointError(ConfigError):
+    """A split point that the backbone does not have."""
+
+
 class DatasetNotFoundError(GrlAecnnError):
     """No copy of a dataset was found in any of the places searched."""
 

@@ -136,7 +136,7 @@ def load_cifar10(
         raise DatasetNotFoundError(
             f"CIFAR-10 ({split}) not found. Searched:\n  {places}\n"
             "Set GRL_AECNN_DATA to a folder holding cifar10-jpeg/{train,test}.zip, "
-            f"or put {OFFICIAL_ARCHIVE} there, or pass download=True (--download) where the internet is reachable."
+            f"or put {OFFICIAL_ARCHIVE} there, or run `grl-aecnn data fetch cifar10` where the internet is reachable."
         )
     images, labels = _read(found, split)
     return ImageSet("cifar10", split, images, labels, CIFAR10_CLASSES, str(found), CIFAR10_MEAN, CIFAR10_STD)

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from grl_aecnn.errors import SplitPointError
+
 
 class SplitNet(nn.Module):
     def __init__(self, stages: dict[str, nn.Module], classifier: nn.Module, input_shape: tuple[int, int, int]):
@@ -29,7 +31,7 @@ class SplitNet(nn.Module):
         try:
             return self.split_names.index(split)
         except ValueError:
-            raise KeyError(f"unknown split point {split!r}; this model has {list(self.split_names)}") from None
+            raise SplitPointError(f"unknown split point {split!r}; this model has {list(self.split_names)}") from None
 
     def _run(self, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
         for name in names:

@@ -53,8 +53,8 @@ class BackboneTrainConfig(StrictModel):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     eval_every: PositiveInt = Field(5, description="test-set evaluation every this many epochs (and at the end)")
-    train_limit: PositiveInt | None = Field(None, description="use only the first N training images (tests)")
-    test_limit: PositiveInt | None = Field(None, description="use only the first N test images (tests)")
+    train_limit: PositiveInt | None = Field(None, description="use only N training images, a seeded subset (tests)")
+    test_limit: PositiveInt | None = Field(None, description="use only N test images, a seeded subset (tests)")
     threads: PositiveInt | None = Field(None, description="torch intra-op threads; None keeps torch's default")
     init_from: str | None = Field(
         None, description="warm start: a finished run folder (card.json + model.safetensors) whose weights "
