@@ -148,6 +148,11 @@ def test_requests_without_valid_credentials_are_refused(edge, codecs):
     assert status == 401
 
 
+def test_a_bearer_header_with_undecodable_bytes_is_a_401_not_a_crash():
+    with pytest.raises(AuthError, match="invalid bearer token"):
+        verify("bearer", SECRET, "Bearer \udcff\udcfe", "POST", "/v1/infer", b"", max_skew_s=30)
+
+
 def test_hmac_signatures_bind_body_path_and_time():
     body = b"frame bytes"
     header = authorization("hmac", SECRET, "POST", "/v1/infer", body, now=1000.0)
@@ -191,6 +196,27 @@ def test_an_impossible_deadline_is_answered_late_at_once(edge, codecs):
         status, answer = infer(edge, frame, deadline=deadline)
         assert status == 200 and answer["status"] == "late" and answer["reason"]
         assert answer["answered_unix"] - answer["received_unix"] < 0.5
+
+
+@needs_aecnn
+def test_an_absurd_deadline_is_refused_and_a_failing_batch_does_not_stop_the_worker(edge, codecs, monkeypatch):
+    frame = codecs[("aecnn", 1)].encode(to_tensor(np.zeros((1, 32, 32, 3), np.uint8), (0.5,) * 3, (0.25,) * 3)[0])
+    for deadline in ("1e308", "-inf", f"{time.time() - 200_000:.3f}"):
+        headers = {"Authorization": authorization("bearer", SECRET, "POST", "/v1/infer", frame),
+                   "X-Deadline": deadline}
+        status, answer = http("POST", edge.url + "/v1/infer", frame, headers)
+        assert status == 400 and answer["error"] == "bad_header", (deadline, answer)
+    server = edge.server
+
+    def broken(batch):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(server, "_decode_batch", broken)
+    status, answer = infer(edge, frame, deadline=time.time() + 30)
+    assert status == 500 and answer["error"] == "internal_error"
+    monkeypatch.undo()
+    status, answer = infer(edge, frame, deadline=time.time() + 30)
+    assert status == 200 and answer["status"] == "ok" and answer["deadline_met"] is True
 
 
 @needs_aecnn
@@ -472,3 +498,14 @@ def test_killing_one_of_three_servers_mid_run_loses_no_task_and_traffic_moves_to
     # The kill slot's admitted tasks for es0 were in flight: each got a local label instead of vanishing.
     hit = (events["slot"] == 1) & (events["es"] == 0) & (events["bw_share"] > 0)
     assert series["fallback_local"][1] == hit.sum() == summary["status_counts"]["fallback_local"] > 0
+
+
+def test_a_device_with_no_time_left_reports_a_timeout_without_sending():
+    """aiohttp reads a timeout of 0 as none at all: past the deadline the device must not send."""
+    from types import SimpleNamespace
+
+    device = SimpleNamespace(auth=SimpleNamespace(scheme="bearer", secret=SECRET), session=None)
+    order = SimpleNamespace(task_id="t", deadline_unix=time.time() - 1.0, wait_s=0.5, shaping="external",
+                            server_url="http://127.0.0.1:9")
+    answer = asyncio.run(Device._offload(device, order, b"frame"))
+    assert answer["status"] == "timeout" and "no time left" in answer["reason"]

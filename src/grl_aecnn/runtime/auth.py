@@ -36,7 +36,9 @@ def verify(scheme: str, secret: str, header: str | None, method: str, path: str,
     if not header:
         raise AuthError("missing Authorization header")
     if scheme == "bearer":
-        if not header.startswith("Bearer ") or not hmac.compare_digest(header[7:].encode(), secret.encode()):
+        # aiohttp keeps undecodable header bytes as surrogates; they can never match, but must not crash.
+        token = header[7:].encode("utf-8", "surrogateescape")
+        if not header.startswith("Bearer ") or not hmac.compare_digest(token, secret.encode()):
             raise AuthError("invalid bearer token")
         return
     match = _HMAC_HEADER.match(header)

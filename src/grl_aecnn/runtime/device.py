@@ -108,7 +108,9 @@ class Device:
         body = data
         if order.shaping == "token_bucket":
             body = shaped_chunks(data, TokenBucket(order.rate_bps, self.cfg.burst_bytes), self.cfg.chunk_bytes)
-        timeout = max(0.0, order.deadline_unix + order.wait_s - time.time())
+        timeout = order.deadline_unix + order.wait_s - time.time()
+        if timeout <= 0:  # aiohttp reads a timeout of 0 as none at all
+            return {"status": "timeout", "reason": "no time left to send before the deadline"}
         try:
             async with self.session.post(order.server_url + path, data=body, headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=timeout)) as response:

@@ -27,6 +27,13 @@ from grl_aecnn.runtime.edf import EdfQueue, Job
 from grl_aecnn.runtime.service import Authenticator, error_response, openapi, read_bounded, serve_until_signal
 from grl_aecnn.zoo import load_card
 
+# A deadline further than this from the server's clock is a malformed header, not a plan (it would
+# also overflow the batch arithmetic).
+MAX_DEADLINE_OFFSET_S = 86_400.0
+# The batch-mate wait ends this long before the head job's latest start, so that waiting never makes
+# the head late by itself.
+_START_MARGIN_S = 1e-3
+
 # Weight of the newest batch in the running estimate of the real decode time per job.
 _EMA = 0.3
 
@@ -73,6 +80,8 @@ class EdgeServer:
                                  registry=self.registry)
         self.m_service = Histogram("grl_edge_server_seconds", "Arrival to answer, answered jobs",
                                    registry=self.registry)
+        self.m_missed = Counter("grl_edge_deadline_missed", "Answered (ok) jobs whose answer left after their "
+                                "deadline", registry=self.registry)
         self.m_queue = Gauge("grl_edge_queue_depth", "Jobs waiting", registry=self.registry)
         self.m_available = Gauge("grl_edge_available_fraction", "Emulated available compute fraction",
                                  registry=self.registry)
@@ -127,9 +136,10 @@ class EdgeServer:
             deadline = float(request.headers.get("X-Deadline", "inf"))
         except ValueError:
             deadline = math.nan
-        if math.isnan(deadline):
+        if math.isnan(deadline) or (deadline != math.inf and abs(deadline - arrived) > MAX_DEADLINE_OFFSET_S):
             self.m_requests.labels("bad_request").inc()
-            return error_response(400, "bad_header", "X-Deadline must be a unix time in seconds")
+            return error_response(400, "bad_header", f"X-Deadline must be a unix time in seconds within "
+                                  f"{MAX_DEADLINE_OFFSET_S:.0f} s of the server's clock, or inf")
         if len(self.queue) >= self.cfg.max_queue:
             self.m_requests.labels("overloaded").inc()
             return error_response(503, "overloaded",
@@ -191,7 +201,6 @@ class EdgeServer:
         return decode_labels(self.codecs[batch[0].key], [job.data for job in batch])
 
     async def worker(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self.wakeup.wait()
             head = self.queue.head()
@@ -200,45 +209,62 @@ class EdgeServer:
                 continue
             if len(self.queue) < self.cfg.max_batch:
                 # Give batch mates a moment to arrive, but never past the head's slack.
-                wait = min(self.cfg.max_batch_wait_ms / 1e3, head.latest_start - time.time())
+                wait = min(self.cfg.max_batch_wait_ms / 1e3, head.latest_start - _START_MARGIN_S - time.time())
                 if wait > 0:
                     await asyncio.sleep(wait)
-            head = self.queue.head()
+            # Jobs whose latest start has passed are answered late now rather than decoded (their
+            # timers may not have fired yet): no compute goes to a job known to be late.
+            while (head := self.queue.head()) is not None and head.latest_start < time.time():
+                if head.timer is not None:
+                    head.timer.cancel()
+                self._expire(head)
             if head is None:
                 continue
             # A batch's jobs all finish when it does: take only as many as still let the head (the
             # earliest deadline among them) finish in time.
-            if math.isinf(head.deadline):
-                limit = self.cfg.max_batch
-            else:
-                fits = (head.deadline - time.time()) / self.service_estimate_s(head.key)
-                limit = max(1, min(self.cfg.max_batch, int(fits)))
+            fits = (head.deadline - time.time()) / max(self.service_estimate_s(head.key), 1e-9)
+            limit = max(1, int(min(float(self.cfg.max_batch), fits)))
             batch = self.queue.pop_batch(limit)
             self.m_queue.set(len(self.queue))
             for job in batch:
                 if job.timer is not None:
                     job.timer.cancel()
-            started = time.time()
-            results = await loop.run_in_executor(self.executor, self._decode_batch, batch)
-            computed = time.time() - started
-            key, n = batch[0].key, len(batch)
-            self.decode_s[key] = (1 - _EMA) * self.decode_s[key] + _EMA * computed / n
-            # Emulated compute: the batch holds the server for its FLOPs at the available capacity.
-            pacing = self.emulated_s(key, n) - computed
-            if pacing > 0:
-                await asyncio.sleep(pacing)
-            self.m_batch.observe(n)
-            service_ms = 1e3 * (time.time() - started)
-            for job, result in zip(batch, results):
-                if isinstance(result, str):
-                    self.m_requests.labels("malformed").inc()
-                    job.future.set_result(error_response(400, "malformed_frame", result))
-                    continue
-                self.m_service.observe(time.time() - job.arrived)
-                timings = {"queue_ms": 1e3 * (started - job.arrived), "compute_ms": 1e3 * computed,
-                           "service_ms": service_ms}
-                job.future.set_result(web.json_response(self._answer(job, "ok", label=result, batch_size=n,
-                                                                     timings=timings)))
+            try:
+                await self._run_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the worker
+                for job in batch:
+                    if not job.future.done():
+                        self.m_requests.labels("internal_error").inc()
+                        job.future.set_result(error_response(500, "internal_error",
+                                                             f"decoding the batch failed: {type(exc).__name__}"))
+
+    async def _run_batch(self, batch: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        started, clock = time.time(), time.perf_counter()
+        results = await loop.run_in_executor(self.executor, self._decode_batch, batch)
+        computed = time.perf_counter() - clock
+        key, n = batch[0].key, len(batch)
+        self.decode_s[key] = (1 - _EMA) * self.decode_s[key] + _EMA * computed / n
+        # Emulated compute: the batch holds the server for its FLOPs at the available capacity.
+        pacing = self.emulated_s(key, n) - computed
+        if pacing > 0:
+            await asyncio.sleep(pacing)
+        self.m_batch.observe(n)
+        service_ms = 1e3 * (time.perf_counter() - clock)
+        for job, result in zip(batch, results):
+            if isinstance(result, str):
+                self.m_requests.labels("malformed").inc()
+                job.future.set_result(error_response(400, "malformed_frame", result))
+                continue
+            self.m_service.observe(time.time() - job.arrived)
+            # The estimate can be wrong: say whether this answer still made the deadline.
+            met = time.time() <= job.deadline
+            if not met:
+                self.m_missed.inc()
+            timings = {"queue_ms": 1e3 * (started - job.arrived), "compute_ms": 1e3 * computed,
+                       "service_ms": service_ms}
+            job.future.set_result(web.json_response(self._answer(job, "ok", label=result, batch_size=n,
+                                                                 timings=timings, deadline_met=met)))
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.cfg.max_request_bytes)

@@ -40,9 +40,12 @@ async def read_bounded(request: web.Request, limit: int) -> bytes | web.Response
     if request.content_length is not None and request.content_length > limit:
         return error_response(413, "too_large", f"body of {request.content_length} bytes, the limit is {limit}")
     try:
-        return await request.read()
+        body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "too_large", f"body larger than the limit of {limit} bytes")
+    if len(body) > limit:  # a chunked body declares no length; the app-wide cap may be larger than `limit`
+        return error_response(413, "too_large", f"body of {len(body)} bytes, the limit is {limit}")
+    return body
 
 
 async def openapi(_: web.Request) -> web.Response:

@@ -41,11 +41,6 @@ class TokenBucket:
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
-    def set_rate(self, rate_bps: float) -> None:
-        """Tokens earned so far are kept; the new rate applies from now on."""
-        self._refill()
-        self.rate = self._bytes_per_s(rate_bps)
-
     def reserve(self, n: int) -> float:
         self._refill()
         self.tokens -= n

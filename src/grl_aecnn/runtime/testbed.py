@@ -150,18 +150,23 @@ class Controller:
         self.rerouted: list[int] = []  # per slot: tasks moved off a server that was down
         self.session: aiohttp.ClientSession | None = None
 
-    async def _call(self, method: str, url: str, path: str, payload: dict, timeout_s: float) -> dict:
+    async def _call(self, method: str, url: str, path: str, payload: dict, timeout_s: float,
+                    strict: bool = False) -> dict:
+        """The JSON answer; a timeout, a dropped connection, a body that is not JSON or (unless
+        `strict`: then TestbedError) an HTTP error become a status, so every task gets one recorded."""
         body = json.dumps(payload).encode()
         headers = {"Authorization": authorization(self.scheme, self.secret, method, path, body),
                    "Content-Type": "application/json"}
         try:
             async with self.session.request(method, url + path, data=body, headers=headers,
                                             timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
-                answer = await response.json(content_type=None)
+                text = await response.text()
                 if response.status != 200:
-                    raise TestbedError(f"{method} {url}{path}: HTTP {response.status}: {answer}")
-                return answer
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                    if strict:
+                        raise TestbedError(f"{method} {url}{path}: HTTP {response.status}: {text[:500]}")
+                    return {"status": f"http_{response.status}", "reason": text[:500]}
+                return json.loads(text)
+        except (asyncio.TimeoutError, aiohttp.ClientError, ValueError) as exc:
             return {"status": "timeout" if isinstance(exc, asyncio.TimeoutError) else "error", "reason": repr(exc)}
 
     async def _shape(self, md: int, rate_bps: float) -> None:
@@ -178,7 +183,9 @@ class Controller:
                 slot_start = time.monotonic()
                 # The slot's load update doubles as a health check: a server that cannot take it is
                 # down for this slot (and up again once it answers).
-                answers = await asyncio.gather(*(self._call("PUT", url, "/v1/load", {"available": float(a)}, 5.0)
+                # A server that answers with an HTTP error (e.g. 401: a wrong secret) is misconfigured, not down.
+                answers = await asyncio.gather(*(self._call("PUT", url, "/v1/load", {"available": float(a)}, 5.0,
+                                                            strict=True)
                                                  for url, a in zip(self.servers, self.sim.avail_true)))
                 down = {m for m, answer in enumerate(answers) if "available" not in answer}
                 # As the simulation runner: only a perfect-information policy (the oracle) sees the truth.
@@ -250,8 +257,13 @@ class Controller:
                     for k in ("t_device_ms", "t_upload_ms", "t_server_ms", "latency_ms")}
         flops = np.array([r.get("device_flops", 0.0) for r in results], float)
         j_per_flop = self.sim.md_j_per_flop[rec["md"]]
-        energy = flops * j_per_flop + rec["power_w"] * np.nan_to_num(measured["t_upload_ms"]) / 1e3
         ok = np.array([r.get("status") in ANSWERED for r in results], bool)
+        status = np.array([r.get("status", "error") for r in results])
+        energy = flops * j_per_flop + rec["power_w"] * np.nan_to_num(measured["t_upload_ms"]) / 1e3
+        # Left out of energy per task, as in the simulator: a task not admitted (inf, the simulator's
+        # value) and one whose device never reported (NaN: its energy is unknown, not zero).
+        reported = np.array(["device_flops" in r for r in results], bool)
+        energy = np.where(status == "not_admitted", np.inf, np.where(reported, energy, np.nan))
         on_time = ok & (measured["latency_ms"] <= rec["deadline_ms"])
         within = energy <= sc.device.energy_budget_j * (1 + 1e-9)
         success = on_time & within
@@ -260,7 +272,7 @@ class Controller:
         out = {k: v.copy() for k, v in rec.items()}
         out.update(measured, energy_j=energy, on_time=on_time, within_energy=within, success=success, correct=correct,
                    reward=np.where(success, correct.astype(float), -sc.failure_penalty),
-                   status=np.array([r.get("status", "error") for r in results]))
+                   status=status)
         return out
 
 
