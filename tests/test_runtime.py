@@ -157,6 +157,13 @@ def test_hmac_signatures_bind_body_path_and_time():
     body = b"frame bytes"
     header = authorization("hmac", SECRET, "POST", "/v1/infer", body, now=1000.0)
     verify("hmac", SECRET, header, "POST", "/v1/infer", body, max_skew_s=30, now=1010.0)
+    # the deadline and task id are signed: a replay cannot change them
+    signed = {"X-Task-Id": "7", "X-Deadline": "1001.5"}
+    with_headers = authorization("hmac", SECRET, "POST", "/v1/infer", body, now=1000.0, headers=signed)
+    verify("hmac", SECRET, with_headers, "POST", "/v1/infer", body, max_skew_s=30, now=1000.0, headers=signed)
+    for forged in ({**signed, "X-Deadline": "1e9"}, {**signed, "X-Task-Id": "8"}, {}):
+        with pytest.raises(AuthError, match="invalid signature"):
+            verify("hmac", SECRET, with_headers, "POST", "/v1/infer", body, max_skew_s=30, now=1000.0, headers=forged)
     for args in ((SECRET, header, "POST", "/v1/infer", b"other body", 1000.0),
                  (SECRET, header, "POST", "/v1/load", body, 1000.0),
                  ("another-secret-of-length", header, "POST", "/v1/infer", body, 1000.0),

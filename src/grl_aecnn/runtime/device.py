@@ -102,9 +102,9 @@ class Device:
 
     async def _offload(self, order: TaskOrder, data: bytes) -> dict:
         path = "/v1/infer"
-        headers = {"Authorization": authorization(self.auth.scheme, self.auth.secret, "POST", path, data),
-                   "Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
                    "X-Task-Id": order.task_id, "X-Deadline": f"{order.deadline_unix:.6f}"}
+        headers["Authorization"] = authorization(self.auth.scheme, self.auth.secret, "POST", path, data, headers=headers)
         body = data
         if order.shaping == "token_bucket":
             body = shaped_chunks(data, TokenBucket(order.rate_bps, self.cfg.burst_bytes), self.cfg.chunk_bytes)

@@ -46,6 +46,7 @@ class EdfQueue:
         if job.state != "queued":
             return False
         job.state = "expired"
+        job.data = b""  # its entry may sit in the heap until it reaches the top: keep it small
         self._queued -= 1
         return True
 
@@ -64,4 +65,7 @@ class EdfQueue:
         for job in batch:
             job.state = "running"
         self._queued -= len(batch)
+        if len(self._heap) > 2 * self._queued + 64:  # mostly departed entries: drop them in one pass
+            self._heap = [entry for entry in self._heap if entry[2].state == "queued"]
+            heapq.heapify(self._heap)
         return batch

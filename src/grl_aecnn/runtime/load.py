@@ -41,10 +41,10 @@ async def _client(url: str, frames: list[bytes], scheme: str, secret: str, deadl
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as session:
         while (ticket := next(tickets)) < n_requests and time.monotonic() < stop_at:
             frame = frames[ticket % len(frames)]
-            headers = {"Authorization": authorization(scheme, secret, "POST", INFER_PATH, frame),
-                       "Content-Type": "application/octet-stream", "X-Task-Id": str(ticket)}
+            headers = {"Content-Type": "application/octet-stream", "X-Task-Id": str(ticket)}
             if deadline_ms is not None:
                 headers["X-Deadline"] = f"{time.time() + deadline_ms / 1e3:.6f}"
+            headers["Authorization"] = authorization(scheme, secret, "POST", INFER_PATH, frame, headers=headers)
             start = time.perf_counter()
             try:
                 async with session.post(url + INFER_PATH, data=frame, headers=headers) as response:

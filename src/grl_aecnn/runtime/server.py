@@ -243,6 +243,8 @@ class EdgeServer:
         started, clock = time.time(), time.perf_counter()
         results = await loop.run_in_executor(self.executor, self._decode_batch, batch)
         computed = time.perf_counter() - clock
+        for job in batch:  # decoded: the frames are no longer needed
+            job.data = b""
         key, n = batch[0].key, len(batch)
         self.decode_s[key] = (1 - _EMA) * self.decode_s[key] + _EMA * computed / n
         # Emulated compute: the batch holds the server for its FLOPs at the available capacity.

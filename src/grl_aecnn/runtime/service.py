@@ -28,7 +28,7 @@ class Authenticator:
         """None if the request is authorized, else the 401 to send."""
         try:
             verify(self.scheme, self.secret, request.headers.get("Authorization"), request.method, request.path, body,
-                   self.max_skew_s)
+                   self.max_skew_s, headers=request.headers)
         except AuthError as exc:
             return error_response(401, "unauthorized", str(exc))
         return None
