@@ -72,7 +72,7 @@ def main() -> None:
     droo_cfg = load_config("configs/policies/droo.yaml", AgentConfig)  # the action set of GRL-AECNN too
     rows = []
     for n in args.sizes:
-        scenario = base.model_copy(update={"n_md": n})
+        scenario = base.replaced(n_md=n)
         k = sum(profile.names[o].startswith(tuple(droo_cfg.options)) for o in profile.offload_indices)
         droo = build_agent(droo_cfg, n_md=n, n_es=scenario.n_es, n_options=k)
         policies = {"grl": grl, "droo": droo, "greedy": make_policy("greedy")}

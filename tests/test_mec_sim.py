@@ -200,3 +200,11 @@ def test_scenario_without_device_classes_is_a_config_error(tmp_path):
     path.write_text("device:\n  classes: []\n")
     with pytest.raises(ConfigError, match="device.classes"):
         load_config(path, Scenario)
+
+
+def test_replaced_scenario_is_validated_and_otherwise_equal():
+    from grl_aecnn.errors import ConfigError
+    base = Scenario()
+    assert base.replaced(n_md=5) == base.model_copy(update={"n_md": 5})
+    with pytest.raises(ConfigError, match="n_md"):
+        base.replaced(n_md=0)

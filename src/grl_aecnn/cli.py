@@ -149,7 +149,7 @@ def train_policy_cmd(
         scen = load_config(scenario, Scenario)
         for field, value, tag in (("n_md", n_md, "n"), ("n_es", n_es, "m")):
             if value is not None:
-                scen = scen.model_copy(update={field: value, "name": f"{scen.name}-{tag}{value}"})
+                scen = scen.replaced(**{field: value, "name": f"{scen.name}-{tag}{value}"})
         prof, source = default_profile(profile)
         if prof.synthetic:
             console.print("[bold yellow]warning[/]: training against the SYNTHETIC option profile")

@@ -41,7 +41,7 @@ def select_policy(runs: list[str | os.PathLike], scenario: Scenario, profile: Op
         rewards = {}
         for n in n_mds:
             for seed in seeds:
-                summary, _ = simulate_policy(scenario.model_copy(update={"n_md": n}), profile, agent, slots, seed)
+                summary, _ = simulate_policy(scenario.replaced(n_md=n), profile, agent, slots, seed)
                 rewards[f"n{n}-seed{seed}"] = summary["avg_reward"]
                 done += 1
                 progress(done, total)

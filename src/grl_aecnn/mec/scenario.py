@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from grl_aecnn.config import StrictModel
+from grl_aecnn.errors import ConfigError
 
 
 class LayoutConfig(StrictModel):
@@ -101,3 +102,10 @@ class Scenario(StrictModel):
     edge: EdgeConfig = EdgeConfig()
     device: DeviceConfig = DeviceConfig()
     tasks: TaskConfig = TaskConfig()
+
+    def replaced(self, **fields) -> Scenario:
+        """A copy with these top-level fields changed, validated again (`model_copy` checks nothing)."""
+        try:
+            return Scenario.model_validate({**self.model_dump(), **fields})
+        except ValidationError as exc:
+            raise ConfigError(f"scenario {self.name!r} with {fields}: {exc}") from exc

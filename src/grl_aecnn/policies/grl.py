@@ -498,7 +498,7 @@ def train_agent(cfg: AgentConfig, scenario: Scenario, profile: OptionProfile, sl
 
     while state["slot"] < slots:
         n = scenario.n_md if cfg.n_md_range is None else int(ep_rng.integers(cfg.n_md_range[0], cfg.n_md_range[1] + 1))
-        sim = MecSimulator(scenario.model_copy(update={"n_md": n}), profile, seed=int(ep_rng.integers(2**31 - 1)))
+        sim = MecSimulator(scenario.replaced(n_md=n), profile, seed=int(ep_rng.integers(2**31 - 1)))
         if cfg.option_subsets:
             k = len(allowed_options(sim.observe(), agent.prefixes))
             agent.blocked = ep_rng.random(k) < 0.5
