@@ -40,7 +40,8 @@ def test_train_backbone_stop_and_resume(tiny_cifar, tmp_path):
     first = runner.invoke(app, ["train", "backbone", "--config", str(config), "--stop-after", "1"])
     assert first.exit_code == 0, first.output
     assert "--resume" in first.output and not (tmp_path / "run" / "card.json").exists()
-    second = runner.invoke(app, ["train", "backbone", "--config", str(config), "--resume"])
+    # --device names where it trains, not what: the CPU checkpoint resumes under it
+    second = runner.invoke(app, ["train", "backbone", "--config", str(config), "--resume", "--device", "cpu"])
     assert second.exit_code == 0, second.output
     card = json.loads((tmp_path / "run" / "card.json").read_text())
     assert card["epochs"] == 2 and len(card["history"]) == 2
@@ -51,6 +52,9 @@ def test_train_backbone_bad_config(tmp_path):
     config.write_text("epochs: zero\n")
     result = runner.invoke(app, ["train", "backbone", "--config", str(config)])
     assert result.exit_code == 2 and "epochs" in result.output
+    config.write_text("epochs: 1\n")
+    result = runner.invoke(app, ["train", "backbone", "--config", str(config), "--device", "tpu"])
+    assert result.exit_code == 2 and "--device must be cpu or cuda" in result.output
 
 
 def test_zoo_list(tmp_path):

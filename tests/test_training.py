@@ -61,6 +61,13 @@ def test_warm_start_refuses_an_unfinished_or_altered_run(tiny_cifar, tmp_path):
         train_backbone(tiny_config(tmp_path / "c", init_from=str(tmp_path / "a")), show_progress=False)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without CUDA gives")
+def test_cuda_without_a_gpu_is_a_config_error(tiny_cifar, tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        train_backbone(tiny_config(tmp_path / "run", device="cuda"), show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_seed_changes_the_weights(tiny_cifar, tmp_path):
     train_backbone(tiny_config(tmp_path / "s0", epochs=1), show_progress=False)
     train_backbone(tiny_config(tmp_path / "s1", epochs=1, seed=1), show_progress=False)

@@ -82,6 +82,8 @@ def train_backbone_cmd(
     config: Path = typer.Option(..., help="YAML config, e.g. configs/backbones/resnet20-cifar10.yaml."),
     resume: bool = typer.Option(False, help="Continue from the checkpoint in the config's output_dir."),
     stop_after: Optional[int] = typer.Option(None, min=1, help="Stop after this many epochs (resume later)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda instead of the config's device (a checkpoint "
+                                                    "resumes on either)."),
 ) -> None:
     """Train a backbone; checkpoints every epoch and writes a model card at the end."""
     from grl_aecnn.config import load_config
@@ -89,6 +91,10 @@ def train_backbone_cmd(
 
     try:
         cfg = load_config(config, BackboneTrainConfig)
+        if device is not None:
+            if device not in ("cpu", "cuda"):
+                raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
+            cfg = cfg.model_copy(update={"device": device})
         card = train_backbone(cfg, resume=resume, stop_after=stop_after)
     except GrlAecnnError as exc:
         raise _fail(exc) from exc

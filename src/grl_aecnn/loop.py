@@ -25,8 +25,9 @@ STATE_FILE = "state.json"
 # train_epoch(epoch, generator, on_step) -> mean training loss; on_step(loss) advances the progress bar.
 TrainEpoch = Callable[[int, torch.Generator, Callable[[float], None]], float]
 
-# Config keys that change only speed, not what is computed: a run may resume under other values of these.
-RUNTIME_ONLY_KEYS = frozenset({"threads"})
+# Config keys that change only speed (and float rounding), not what is computed: a run may resume
+# under other values of these, e.g. a CPU checkpoint on a GPU.
+RUNTIME_ONLY_KEYS = frozenset({"threads", "device"})
 
 
 def _identity(config: dict | None) -> dict | None:
