@@ -11,12 +11,10 @@ import torch
 from grl_aecnn.codecs.aecnn import load_codecs
 from grl_aecnn.data import load_cifar10, to_tensor
 from grl_aecnn.entropy import encode_symbols
-from grl_aecnn.zoo import ZOO_DIR
 from tests.conftest import SHARED_DATA, shared_cifar_available, symbols_like_traffic
 
 NAME = "aecnn-resnet20-cifar10"
 GOLDEN = Path(__file__).parent / "golden" / "aecnn_resnet20_cifar10.json"
-pytestmark = pytest.mark.skipif(not (ZOO_DIR / f"{NAME}.json").exists(), reason=f"{NAME} is not shipped yet")
 
 
 def current_digests() -> dict[str, str]:

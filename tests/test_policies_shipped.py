@@ -18,7 +18,6 @@ from grl_aecnn.profile import synthetic_profile
 
 PROFILE = synthetic_profile(seed=0, n_samples=300)
 SHIPPED = ZOO_WEIGHTS / "grl-default.json"
-pytestmark = pytest.mark.skipif(not SHIPPED.exists(), reason="grl-default is not shipped yet")
 
 
 @pytest.mark.parametrize("n_md", [5, 20, 40])

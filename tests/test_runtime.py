@@ -35,14 +35,13 @@ from grl_aecnn.runtime.edf import EdfQueue, Job
 from grl_aecnn.runtime.load import encode_frames, run_load
 from grl_aecnn.runtime.server import EdgeServer, load_served_codecs
 from grl_aecnn.runtime.shaping import NetnsLinks, TokenBucket, probe_tc, shaped_chunks
-from grl_aecnn.zoo import ZOO_DIR, load_backbone
+from grl_aecnn.zoo import load_backbone
 from tests.conftest import SHARED_DATA
 
 MODEL = "resnet20-cifar10"
 SECRET = "runtime-test-secret-0123456789"
 LIMIT = 64 * 1024
 
-needs_aecnn = pytest.mark.skipif(not (ZOO_DIR / f"aecnn-{MODEL}.json").exists(), reason="no shipped AECNN codec")
 
 
 def _test_images(n: int):
@@ -118,7 +117,6 @@ def infer(edge: ServerThread, frame: bytes, deadline: float = math.inf, auth: st
 
 
 # ---- edge server over HTTP -------------------------------------------------------------------------
-@needs_aecnn
 def test_real_bytes_round_trip_to_the_correct_label(edge, codecs):
     images = _test_images(8)
     x = to_tensor(images.images, images.mean, images.std)
@@ -137,7 +135,6 @@ def test_real_bytes_round_trip_to_the_correct_label(edge, codecs):
             assert answer["received_unix"] <= answer["answered_unix"] and answer["batch_size"] >= 1
 
 
-@needs_aecnn
 def test_requests_without_valid_credentials_are_refused(edge, codecs):
     frame = pack_frame("aecnn", 1, (1, 1, 1), b"\x00")
     status, answer = infer(edge, frame, auth="")
@@ -173,13 +170,11 @@ def test_hmac_signatures_bind_body_path_and_time():
             verify("hmac", args[0], args[1], args[2], args[3], args[4], max_skew_s=30, now=args[5])
 
 
-@needs_aecnn
 def test_oversize_bodies_get_413(edge):
     status, answer = infer(edge, b"\x00" * (LIMIT + 1))
     assert status == 413 and answer["error"] == "too_large"
 
 
-@needs_aecnn
 def test_malformed_frames_get_400_with_the_reason_and_the_server_stays_up(edge, codecs):
     good = codecs[("aecnn", 1)].encode(to_tensor(np.zeros((1, 32, 32, 3), np.uint8), (0.5,) * 3, (0.25,) * 3)[0])
     corrupted = bytearray(good)
@@ -196,7 +191,6 @@ def test_malformed_frames_get_400_with_the_reason_and_the_server_stays_up(edge, 
     assert status == 200 and answer["status"] == "ok"
 
 
-@needs_aecnn
 def test_an_impossible_deadline_is_answered_late_at_once(edge, codecs):
     frame = codecs[("aecnn", 1)].encode(to_tensor(np.zeros((1, 32, 32, 3), np.uint8), (0.5,) * 3, (0.25,) * 3)[0])
     for deadline in (time.time() - 1.0, time.time() + 1e-5):
@@ -205,7 +199,6 @@ def test_an_impossible_deadline_is_answered_late_at_once(edge, codecs):
         assert answer["answered_unix"] - answer["received_unix"] < 0.5
 
 
-@needs_aecnn
 def test_an_absurd_deadline_is_refused_and_a_failing_batch_does_not_stop_the_worker(edge, codecs, monkeypatch):
     frame = codecs[("aecnn", 1)].encode(to_tensor(np.zeros((1, 32, 32, 3), np.uint8), (0.5,) * 3, (0.25,) * 3)[0])
     for deadline in ("1e308", "-inf", f"{time.time() - 200_000:.3f}"):
@@ -226,7 +219,6 @@ def test_an_absurd_deadline_is_refused_and_a_failing_batch_does_not_stop_the_wor
     assert status == 200 and answer["status"] == "ok" and answer["deadline_met"] is True
 
 
-@needs_aecnn
 def test_a_queued_job_that_can_no_longer_make_it_is_answered_late_before_its_deadline(edge, codecs):
     """Emulated capacity slowed to 0.6 s per job; three jobs due in 1.5 s: two fit, the third is
     answered "late" when its latest start passes, not when its deadline does."""
@@ -250,7 +242,6 @@ def test_a_queued_job_that_can_no_longer_make_it_is_answered_late_before_its_dea
     assert late[0]["answered_unix"] < max(a["answered_unix"] for a in ok) <= t0 + 1.5
 
 
-@needs_aecnn
 def test_load_metrics_and_openapi(edge):
     body = b'{"available": 0.3}'
     status, answer = http("PUT", edge.url + "/v1/load", body,
@@ -271,7 +262,6 @@ def test_load_metrics_and_openapi(edge):
         assert served <= documented
 
 
-@needs_aecnn
 def test_load_of_500_requests_from_5_clients_gets_an_answer_for_each_and_no_error(edge, codecs):
     """The pytest-sized load test (bench/runtime_load.py is the full one): every request is answered
     "ok" or, when its deadline cannot be met, "late"; nothing else."""
@@ -401,7 +391,6 @@ def test_shipped_runtime_configs_validate():
         assert load_config(scenario, Scenario).n_md >= 1
 
 
-@needs_aecnn
 def test_tiny_testbed_run_writes_summary_events_and_sim_vs_real(tmp_path, monkeypatch):
     _test_images(1)  # skips when the dataset is absent
     if "GRL_AECNN_DATA" not in os.environ:
@@ -474,7 +463,6 @@ def test_tc_link_shapes_a_real_tcp_upload():
     assert elapsed >= (40000 - 1600) * 8 / 400e3 * 0.9
 
 
-@needs_aecnn
 def test_killing_one_of_three_servers_mid_run_loses_no_task_and_traffic_moves_to_the_others(tmp_path, monkeypatch):
     """es0 is SIGKILLed once slot 1's orders are out (the random policy, seed 0, sends all three
     of that slot's tasks to it). Those tasks fall back to local inference on the devices; from slot
