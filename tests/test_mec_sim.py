@@ -126,6 +126,34 @@ def test_outcomes_consistent():
     assert 0 <= summ["avg_accuracy"] <= summ["reliability"] <= 1
 
 
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6), policy=st.sampled_from(["local", "random", "greedy", "full-offload"]),
+       n_md=st.integers(1, 8), n_es=st.integers(1, 3), arrival=st.floats(0.2, 1.0), csi=st.floats(0.0, 0.5),
+       allocator=st.sampled_from(["optimal", "equal"]))
+def test_outcome_invariants_hold_in_any_scenario(seed, policy, n_md, n_es, arrival, csi, allocator):
+    """Whatever the scenario, policy and allocator: shares of an ES never exceed its resources, power
+    never exceeds P_max, a success met its deadline and energy budget, a correct answer is a success,
+    a local task uploads nothing, and accuracy <= reliability."""
+    sc = Scenario(n_md=n_md, n_es=n_es, tasks={"arrival_prob": arrival}, channel={"csi_error_var": csi})
+    sim = MecSimulator(sc, PROFILE, seed=seed, allocator=allocator)
+    pol = make_policy(policy, seed)
+    for _ in range(5):
+        sim.step(pol.act(sim.observe()))
+    c = sim.log_arrays()
+    s, off = c["success"].astype(bool), c["es"] >= 0
+    for share in ("bw_share", "cpu_share"):
+        for key in set(zip(c["slot"][off], c["es"][off])):
+            on = off & (c["slot"] == key[0]) & (c["es"] == key[1])
+            assert np.nansum(c[share][on]) <= 1 + 1e-9
+    assert np.all(np.nan_to_num(c["power_w"]) <= sc.device.p_max_w * (1 + 1e-9))
+    assert np.all(c["latency_ms"][s] <= c["deadline_ms"][s] * (1 + 1e-9))
+    assert np.all(c["energy_j"][s] <= sc.device.energy_budget_j * (1 + 1e-9))
+    assert np.all(~c["correct"].astype(bool) | s)
+    assert np.all(c["t_upload_ms"][~off] == 0)
+    summary = sim.summary()
+    assert 0 <= summary["avg_accuracy"] <= summary["reliability"] <= 1
+
+
 def test_bad_action_is_a_typed_error():
     sim = MecSimulator(SMALL, PROFILE, seed=0)
     with pytest.raises(MecError):
