@@ -207,8 +207,15 @@ def test_cli_simulate(tmp_path):
     assert "SYNTHETIC" in result.output
     r = json.loads(out.read_text())
     assert r["profile"] == "synthetic" and r["scenario"] == "tiny" and r["policy"] == "greedy" and r["slots"] == 5
-    for k in ("avg_accuracy", "reliability", "throughput_per_s", "energy_per_task_j"):
-        assert isinstance(r[k], float)
+    # the same numbers as the simulator run directly (run_simulation's synthetic profile, same seed)
+    direct = MecSimulator(Scenario(name="tiny", n_md=4, n_es=2), synthetic_profile(seed=0, n_samples=2000), seed=2)
+    greedy = make_policy("greedy", 2)
+    for _ in range(5):
+        direct.step(greedy.act(direct.observe()))
+    expected = direct.summary()
+    for k in ("tasks", "avg_accuracy", "reliability", "throughput_per_s", "energy_per_task_j"):
+        assert r[k] == expected[k], k
+    assert r["tasks"] == 4 * 5 and 0 <= r["avg_accuracy"] <= r["reliability"] <= 1
     assert set(r["latency_ms"]) >= {"p50", "p95"}
     assert (tmp_path / r["event_log"]).read_text().count("\n") == 1 + 4 * 5
     assert (tmp_path / r["resolved_scenario"]).exists()
@@ -236,3 +243,16 @@ def test_replaced_scenario_is_validated_and_otherwise_equal():
     assert base.replaced(n_md=5) == base.model_copy(update={"n_md": 5})
     with pytest.raises(ConfigError, match="n_md"):
         base.replaced(n_md=0)
+
+
+def test_cli_simulate_on_the_shipped_profile(tmp_path):
+    from grl_aecnn.policies.registry import ZOO_WEIGHTS
+    shipped = ZOO_WEIGHTS / "profile-resnet20-cifar10.json"
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["simulate", "--profile", str(shipped), "--policy", "greedy", "--slots", "3",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" not in result.output
+    r = json.loads(out.read_text())
+    assert r["profile"] == str(shipped) and r["tasks"] == 10 * 3  # the default scenario: 10 MDs
+    assert 0 < r["avg_accuracy"] <= r["reliability"] <= 1
