@@ -1,6 +1,7 @@
 """Smoke tests of every command with tiny budgets; each asserts what the command produced."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -150,8 +151,13 @@ def test_demo_and_evaluate_commands(tmp_path):
     result = runner.invoke(app, ["demo", "--slots", "3", "--output", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "demo" / "table.csv").read_text().splitlines()
-    assert len(rows) == 1 + 9 and any(r.split(",")[1] == "greedy-aecnn" for r in rows[1:])
-    assert (tmp_path / "demo" / "avg_accuracy.png").stat().st_size > 0
+    header, cells = rows[0].split(","), [dict(zip(rows[0].split(","), r.split(","))) for r in rows[1:]]
+    from grl_aecnn.config import load_config
+    from grl_aecnn.experiments.evaluate import ExperimentConfig
+    demo = load_config(Path(__file__).resolve().parents[1] / "configs" / "experiments" / "demo.yaml", ExperimentConfig)
+    assert [c["policy"] for c in cells] == list(demo.policies) and "greedy-aecnn" in demo.policies
+    assert all(0 <= float(c["avg_accuracy"]) <= float(c["reliability"]) <= 1 for c in cells)
+    assert (tmp_path / "demo" / "avg_accuracy.png").read_bytes()[:4] == b"\x89PNG"
     config = tmp_path / "exp.yaml"
     config.write_text(f"name: cli\nfactor: n_md\nvalues: [2, 4]\npolicies: [local, greedy]\nslots: 3\nseeds: [0]\n"
                       f"output_dir: {tmp_path / 'exp'}\n")
@@ -160,5 +166,13 @@ def test_demo_and_evaluate_commands(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
     assert summary["factor"] == "n_md" and [p["value"] for p in summary["points"]] == [2, 4]
+    # every value, policy and seed was simulated: local's figures are the simulator's own
+    from grl_aecnn.experiments.simulate import simulate_policy
+    from grl_aecnn.mec.scenario import Scenario
+    from grl_aecnn.policies.registry import default_profile
+    profile, _ = default_profile(None)
+    scenario = load_config(Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "default.yaml", Scenario)
+    local, _ = simulate_policy(scenario.replaced(n_md=4), profile, "local", 3, 0)
+    assert summary["points"][1]["policies"]["local"]["avg_accuracy"] == local["avg_accuracy"]
     result = runner.invoke(app, ["evaluate", "--config", str(config), "--backend", "pigeon"])
     assert result.exit_code != 0 and "backend" in result.output
