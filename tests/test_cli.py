@@ -151,7 +151,7 @@ def test_demo_and_evaluate_commands(tmp_path):
     result = runner.invoke(app, ["demo", "--slots", "3", "--output", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "demo" / "table.csv").read_text().splitlines()
-    header, cells = rows[0].split(","), [dict(zip(rows[0].split(","), r.split(","))) for r in rows[1:]]
+    cells = [dict(zip(rows[0].split(","), r.split(","))) for r in rows[1:]]
     from grl_aecnn.config import load_config
     from grl_aecnn.experiments.evaluate import ExperimentConfig
     demo = load_config(Path(__file__).resolve().parents[1] / "configs" / "experiments" / "demo.yaml", ExperimentConfig)
