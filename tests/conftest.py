@@ -97,3 +97,27 @@ def symbols_like_traffic(codec, seed: int) -> np.ndarray:
     k, h, w = codec.symbol_shape
     u = rng.integers(0, cdf[:, -1:], size=(k, h * w))
     return np.stack([np.searchsorted(cdf[c], u[c], side="right") for c in range(k)]).reshape(k, h, w).astype(np.uint8)
+
+
+def shipped_codec_goldens(codecs, seed: int) -> dict[str, dict]:
+    """Per level of a shipped framed-symbol codec (AECNN, BottleNet++): the frame of traffic-like
+    symbols (the entropy model), the server's labels for 16 such frames (recovery/decoder and tail
+    weights) and the round-trip labels of 8 fixed images (the device head too). Labels, not float
+    hashes: they do not depend on float rounding that a thread count could change."""
+    import hashlib
+
+    import torch
+
+    from grl_aecnn.entropy import encode_tensor_frame
+
+    out = {}
+    for c in codecs:
+        frames = [encode_tensor_frame(symbols_like_traffic(c, seed + 100 * i + c.level), c.entropy, c.codec_id, c.level)
+                  for i in range(16)]
+        # smooth random images (4x4 upsampled): pixel noise would all fall into one class
+        coarse = np.random.default_rng(seed + c.level).standard_normal((8, 3, 4, 4)).astype(np.float32) * 1.5
+        images = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(32, 32), mode="bilinear")
+        out[str(c.level)] = {"frame_sha256": hashlib.sha256(frames[0]).hexdigest(),
+                             "server_labels": [int(c.decode(f).argmax()) for f in frames],
+                             "round_trip_labels": c.decode_batch(c.encode_batch(images)).argmax(1).tolist()}
+    return out

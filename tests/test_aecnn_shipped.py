@@ -1,7 +1,6 @@
 """The AECNN codec shipped for resnet20-cifar10: golden bytes under its probability models, and real
 bytes giving exactly the tensor path's predictions on real test images."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,16 +9,14 @@ import torch
 
 from grl_aecnn.codecs.aecnn import load_codecs
 from grl_aecnn.data import load_cifar10, to_tensor
-from grl_aecnn.entropy import encode_symbols
-from tests.conftest import SHARED_DATA, shared_cifar_available, symbols_like_traffic
+from tests.conftest import SHARED_DATA, shared_cifar_available, shipped_codec_goldens
 
 NAME = "aecnn-resnet20-cifar10"
 GOLDEN = Path(__file__).parent / "golden" / "aecnn_resnet20_cifar10.json"
 
 
-def current_digests() -> dict[str, str]:
-    return {str(c.level): hashlib.sha256(encode_symbols(symbols_like_traffic(c, 1234 + c.level), c.entropy)).hexdigest()
-            for c in load_codecs(NAME)}
+def current_digests() -> dict[str, dict]:
+    return shipped_codec_goldens(load_codecs(NAME), 1234)
 
 
 def test_golden_bytes_under_the_shipped_models():

@@ -1,7 +1,6 @@
 """BottleNet++ on a tiny dataset (training stages, resume, shipping, real bytes, bad bitstreams), and
 golden bytes under the shipped codec's models."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,12 +22,12 @@ from grl_aecnn.codecs.bottlenetpp.training import BottleNetBaseConfig, BottleNet
 from grl_aecnn.codecs.training import SgdStage
 from grl_aecnn.config import load_config
 from grl_aecnn.data import load_cifar10, to_tensor
-from grl_aecnn.entropy import encode_tensor_frame, unpack_frame
+from grl_aecnn.entropy import unpack_frame
 from grl_aecnn.errors import BitstreamError, CheckpointError, ConfigError
 from grl_aecnn.nets.training import train_backbone
 from grl_aecnn.store import load_tensors
 from grl_aecnn.zoo import ZOO_DIR
-from tests.conftest import make_images, symbols_like_traffic, write_imagefolder_zip
+from tests.conftest import make_images, shipped_codec_goldens, write_imagefolder_zip
 from tests.test_training import tiny_config
 
 NAME = "bottlenetpp-resnet20-cifar10"
@@ -210,9 +209,8 @@ def test_cli_train_and_ship(tiny, tmp_path):
     assert "bottlenetpp codec" in levels.output, levels.output
 
 
-def current_digests() -> dict[str, str]:
-    return {str(c.level): hashlib.sha256(encode_tensor_frame(symbols_like_traffic(c, 4321 + c.level), c.entropy, c.codec_id, c.level)).hexdigest()
-            for c in load_codecs(NAME, ZOO_DIR)}
+def current_digests() -> dict[str, dict]:
+    return shipped_codec_goldens(load_codecs(NAME, ZOO_DIR), 4321)
 
 
 def test_golden_frames_under_the_shipped_models():
