@@ -115,6 +115,8 @@ def test_log_root_is_the_lower_lambert_branch(k):
     y = float(log_root(np.full(256, k))[0])  # large enough for the Halley path
     assert y > 1.0
     assert abs(np.log(y) - k * (y - 1.0)) <= 1e-8 * np.log(y)
+    small = float(log_root(np.full(4, k))[0])  # scipy's path for small arrays: as accurate near k = 1
+    assert abs(np.log(small) - k * (small - 1.0)) <= 1e-8 * np.log(small)
     if k < 0.999:
         ref = -lambertw(-k * np.exp(-k), -1).real / k
         assert abs((y - 1.0) - (ref - 1.0)) <= 1e-9 * (ref - 1.0)

@@ -73,14 +73,15 @@ def log_root(k: np.ndarray) -> np.ndarray:
     asymptotic expansion (small k) start within 9%, and two Halley steps (cubic) bring y - 1 within
     1e-10 of scipy's complex `lambertw`, 2-4x faster; the planner and the allocator call it for
     every (MD, ES, option) row of every slot. Within 1e-3 of k = 1 the series alone is used: it is
-    accurate there (error O((1 - k)^5)) while Halley's steps lose precision at the branch point.
-    Below HALLEY_MIN_SIZE values scipy's single call is the faster one (the allocator's per-ES arrays)."""
+    accurate there (error O((1 - k)^5)) while Halley's steps, and scipy, lose precision at the branch
+    point. Below HALLEY_MIN_SIZE values scipy's single call is the faster one (the allocator's per-ES
+    arrays)."""
     z = -k * np.exp(-k)
-    if k.size < HALLEY_MIN_SIZE:
-        return -lambertw(z, -1).real / k
     # series in p at the branch point z = -1/e; 1 + e z computed without cancellation
     p = -np.sqrt(2.0 * -np.expm1(np.log(k) + 1.0 - k))
     near = -1.0 + p * (1.0 - p * (1.0 / 3.0 - p * (11.0 / 72.0 - p * 43.0 / 540.0)))
+    if k.size < HALLEY_MIN_SIZE:
+        return -np.where(k > 0.999, near, lambertw(z, -1).real) / k
     l1 = np.log(-z)
     l2 = np.log(-l1)
     w = np.where(k > 0.3, near, l1 - l2 + l2 / l1)
