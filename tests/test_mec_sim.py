@@ -127,7 +127,7 @@ def test_outcomes_consistent():
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 10**6), policy=st.sampled_from(["local", "random", "greedy", "full-offload"]),
+@given(seed=st.integers(0, 10**6), policy=st.sampled_from(["local", "random", "greedy", "greedy-aecnn"]),
        n_md=st.integers(1, 8), n_es=st.integers(1, 3), arrival=st.floats(0.2, 1.0), csi=st.floats(0.0, 0.5),
        allocator=st.sampled_from(["optimal", "equal"]))
 def test_outcome_invariants_hold_in_any_scenario(seed, policy, n_md, n_es, arrival, csi, allocator):
