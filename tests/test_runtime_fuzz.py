@@ -23,7 +23,7 @@ from grl_aecnn.runtime.auth import authorization
 from grl_aecnn.runtime.config import AuthConfig, EdgeServerConfig
 from grl_aecnn.runtime.server import EdgeServer, load_served_codecs
 from grl_aecnn.runtime.service import OPENAPI_FILE
-from tests.test_runtime import MODEL, SECRET, ServerThread, needs_aecnn
+from tests.test_runtime import MODEL, SECRET, ServerThread
 
 LIMIT = 16 * 1024
 SPEC = yaml.safe_load(OPENAPI_FILE.read_text())
@@ -72,7 +72,6 @@ def assert_documented(response: requests.Response, real_frame: bool = False) -> 
 
 
 # ---- from the OpenAPI spec ----------------------------------------------------------------------------
-@needs_aecnn
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_schemathesis_every_answer_conforms_to_the_spec(case, fuzzed):
@@ -92,7 +91,6 @@ def bearer() -> dict:
     return {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/octet-stream"}
 
 
-@needs_aecnn
 @FUZZ_SETTINGS
 @given(level=st.integers(0, 10),
        # Half the time a served level's own shape (C x 16 x 16), so the payload reaches its decoder.
@@ -110,7 +108,6 @@ def test_frames_with_a_valid_crc_but_random_content_are_refused_cleanly(full_cap
     assert_documented(post(full_capacity.url, frame, headers), real_frame=True)
 
 
-@needs_aecnn
 @FUZZ_SETTINGS
 @given(data=st.data())
 def test_truncated_flipped_oversized_and_unauthenticated_requests_get_documented_errors(full_capacity, good_frame,
@@ -147,7 +144,6 @@ def test_truncated_flipped_oversized_and_unauthenticated_requests_get_documented
         assert response.json()["error"] == expected[kind]
 
 
-@needs_aecnn
 def test_the_server_still_serves_after_the_fuzzing(full_capacity, good_frame):
     assert requests.get(full_capacity.url + "/healthz", timeout=30).json()["status"] == "ok"
     answer = post(full_capacity.url, good_frame, {**bearer(), "X-Deadline": f"{time.time() + 30:.6f}"}).json()
