@@ -1,4 +1,5 @@
-"""Backbone speed on this CPU: training images/s, batch-1 inference latency, batch-128 inference images/s.
+"""Backbone speed on this CPU: training images/s (fp32, and bf16 autocast as `precision: bf16` trains),
+batch-1 inference latency, batch-128 inference images/s.
 
 Run: python bench/backbone.py [--models resnet20 resnet50] [--repeats 5] [--json bench/results/backbone.json]
 Figures are medians over repeats; ratios are against the first model, measured in the same run.
@@ -37,14 +38,17 @@ def bench_model(name: str, repeats: int, train_batch: int, infer_batch: int) -> 
     x_train = torch.randn(train_batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y_train = torch.randint(0, 10, (train_batch,))
 
-    def train_step():
-        loss = F.cross_entropy(model(x_train), y_train)
+    def train_step(bf16: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x_train)
+        loss = F.cross_entropy(logits.float(), y_train)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     model.train()
-    train_s = _median_seconds(train_step, repeats)
+    train_s = _median_seconds(lambda: train_step(False), repeats)
+    train_bf16_s = _median_seconds(lambda: train_step(True), repeats)
     model.eval()
     x1 = torch.randn(1, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     xb = torch.randn(infer_batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
@@ -54,6 +58,8 @@ def bench_model(name: str, repeats: int, train_batch: int, infer_batch: int) -> 
     return {
         "model": name,
         "train_images_per_s": train_batch / train_s,
+        "train_images_per_s_bf16": train_batch / train_bf16_s,
+        "ratio_train_bf16_vs_fp32": train_s / train_bf16_s,
         "infer_latency_ms_batch1": latency_s * 1e3,
         "infer_images_per_s_batch": infer_batch / batch_s,
     }
@@ -71,13 +77,14 @@ def main() -> None:
 
     rows = [bench_model(m, args.repeats, args.train_batch, args.infer_batch) for m in args.models]
     base = rows[0]
-    print(f"{'model':10} {'train img/s':>12} {'x base':>7} {'lat b=1 ms':>11} {'x base':>7} "
-          f"{'infer img/s':>12} {'x base':>7}")
+    print(f"{'model':10} {'train img/s':>12} {'x base':>7} {'bf16 img/s':>11} {'x fp32':>7} {'lat b=1 ms':>11} "
+          f"{'x base':>7} {'infer img/s':>12} {'x base':>7}")
     for r in rows:
         r["ratio_train_vs_base"] = r["train_images_per_s"] / base["train_images_per_s"]
         r["ratio_latency_vs_base"] = r["infer_latency_ms_batch1"] / base["infer_latency_ms_batch1"]
         r["ratio_infer_vs_base"] = r["infer_images_per_s_batch"] / base["infer_images_per_s_batch"]
         print(f"{r['model']:10} {r['train_images_per_s']:12.1f} {r['ratio_train_vs_base']:7.2f} "
+              f"{r['train_images_per_s_bf16']:11.1f} {r['ratio_train_bf16_vs_fp32']:7.2f} "
               f"{r['infer_latency_ms_batch1']:11.2f} {r['ratio_latency_vs_base']:7.2f} "
               f"{r['infer_images_per_s_batch']:12.1f} {r['ratio_infer_vs_base']:7.2f}")
     result = {

@@ -27,6 +27,23 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_cifar, tmp_path):
     assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-epoch0002.safetensors"]
 
 
+def test_bf16_training_resumes_exactly_and_learns_as_fp32_does(tiny_cifar, tmp_path):
+    bf16 = tiny_config(tmp_path / "bf16", precision="bf16")
+    straight = train_backbone(bf16, show_progress=False)
+    assert train_backbone(bf16.model_copy(update={"output_dir": str(tmp_path / "b")}), stop_after=1,
+                          show_progress=False) is None
+    resumed = train_backbone(bf16.model_copy(update={"output_dir": str(tmp_path / "b")}), resume=True,
+                             show_progress=False)
+    a, b = load_tensors(tmp_path / "bf16" / "model.safetensors"), load_tensors(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(v.dtype == torch.float32 for k, v in a.items() if v.is_floating_point())  # fp32 master weights
+    fp32 = train_backbone(tiny_config(tmp_path / "fp32"), show_progress=False)
+    losses = [[h["train_loss"] for h in run["history"]] for run in (straight, fp32)]
+    assert losses[0] != losses[1]  # the forward pass really ran in bf16
+    assert losses[0] == pytest.approx(losses[1], rel=0.05)
+    assert resumed["config"]["precision"] == "bf16"
+
+
 def test_model_card(tiny_cifar, tmp_path):
     card = train_backbone(tiny_config(tmp_path / "run", epochs=1), show_progress=False)
     saved = json.loads((tmp_path / "run" / "card.json").read_text())

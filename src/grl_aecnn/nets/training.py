@@ -58,6 +58,9 @@ class BackboneTrainConfig(StrictModel):
     threads: PositiveInt | None = Field(None, description="torch intra-op threads; None keeps torch's default")
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the model trains (cuda: an optional GPU run; "
                                                                "a checkpoint resumes on either)")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="training arithmetic: bf16 autocasts the forward pass (about 1.9x faster on CPUs with "
+                            "AMX, e.g. this project's 2-core machines); weights, optimizer and evaluation stay fp32")
     init_from: str | None = Field(
         None, description="warm start: a finished run folder (card.json + model.safetensors) whose weights "
                           "start this run, e.g. a second one-cycle after a first")
@@ -134,7 +137,9 @@ def train_backbone(
     def loss_of(batch) -> tuple[torch.Tensor, int]:
         x, y = batch
         x = x.to(device).contiguous(memory_format=torch.channels_last)
-        return F.cross_entropy(model(x), y.to(device), label_smoothing=config.label_smoothing), len(y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            logits = model(x)
+        return F.cross_entropy(logits.float(), y.to(device), label_smoothing=config.label_smoothing), len(y)
 
     def train_epoch(epoch: int, generator: torch.Generator, on_step) -> float:
         batches = iterate_batches(train_set, config.batch_size, generator, augment=True)
