@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -34,17 +35,28 @@ def _identity(config: dict | None) -> dict | None:
     return None if config is None else {k: v for k, v in config.items() if k not in RUNTIME_ONLY_KEYS}
 
 
+# Training arithmetic: bf16 autocasts convolutions and matrix products (about 1.9x faster on CPUs with
+# AMX, as this project's machines have); parameters, optimizer state and losses stay fp32.
+Precision = Literal["fp32", "bf16"]
+PRECISION_HELP = ("training arithmetic: fp32, or bf16 autocast of convolutions and matrix products (about 1.9x "
+                  "faster on CPUs with AMX); weights, optimizer, losses and evaluation stay fp32")
+
+
 def optimize_epoch(
     batches: Iterable,
     loss_of: Callable[..., tuple[torch.Tensor, int]],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     on_step: Callable[[float], None],
+    precision: Precision = "fp32",
+    device_type: str = "cpu",
 ) -> float:
-    """One pass of gradient steps; loss_of(batch) -> (mean loss, batch size). Returns the mean loss."""
+    """One pass of gradient steps; loss_of(batch) -> (mean loss, batch size), computed under `precision`
+    (loss functions get fp32 inputs: they cast). Returns the mean loss."""
     total, seen = 0.0, 0
     for batch in batches:
-        loss, n = loss_of(batch)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, n = loss_of(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

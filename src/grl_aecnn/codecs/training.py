@@ -23,7 +23,7 @@ from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches
 from grl_aecnn.entropy import DEFAULT_NEIGHBOURS, NEIGHBOURS, EntropyModel, channel_histograms, check_neighbours
 from grl_aecnn.errors import CheckpointError
-from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
+from grl_aecnn.loop import PRECISION_HELP, STATE_FILE, EpochLoop, Precision, optimize_epoch
 from grl_aecnn.nets import SplitNet
 from grl_aecnn.store import atomic_write_json, read_json, save_tensors
 from grl_aecnn.zoo import load_backbone, load_card
@@ -44,6 +44,7 @@ class SgdStage(StrictModel):
     batch_size: PositiveInt = 128
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
 
 
 class LossWeights(StrictModel):
@@ -165,6 +166,7 @@ def feature_batches(cache: dict, batch_size: int, generator: torch.Generator) ->
 
 
 def distill(logits: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
+    logits, teacher = logits.float(), teacher.float()  # log_softmax keeps bf16 under autocast
     return F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1), log_target=True,
                     reduction="batchmean") * t * t
 
@@ -172,6 +174,7 @@ def distill(logits: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tens
 def split_loss(w: LossWeights, recovered: torch.Tensor, features: torch.Tensor, logits: torch.Tensor,
                teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Feature MSE at the split + distillation from the uncompressed model + cross-entropy."""
+    recovered, features, logits = recovered.float(), features.float(), logits.float()
     return (w.feature_mse * F.mse_loss(recovered, features) + w.distill * distill(logits, teacher, w.temperature)
             + w.cross_entropy * F.cross_entropy(logits, labels))
 
@@ -218,7 +221,7 @@ def train_cached_stage(out: Path, config: dict, module: torch.nn.Module, cache: 
         for frozen in frozen_modules:
             frozen.eval()
         return optimize_epoch(feature_batches(cache, stage.batch_size, generator),
-                              lambda b: (loss_of(b), len(b[2])), optimizer, scheduler, on_step)
+                              lambda b: (loss_of(b), len(b[2])), optimizer, scheduler, on_step, stage.precision)
 
     history, _ = loop.run(train_epoch, evaluate, resume=(out / STATE_FILE).exists(), show_progress=show_progress)
     return history

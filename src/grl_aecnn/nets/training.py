@@ -16,7 +16,7 @@ import grl_aecnn
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
 from grl_aecnn.errors import CheckpointError, ConfigError
-from grl_aecnn.loop import EpochLoop, optimize_epoch
+from grl_aecnn.loop import PRECISION_HELP, EpochLoop, Precision, optimize_epoch
 from grl_aecnn.nets import SplitNet, build_model
 from grl_aecnn.store import (atomic_write_json, load_module_state, load_verified_tensors, read_json, save_tensors,
                              sha256_file)
@@ -58,9 +58,7 @@ class BackboneTrainConfig(StrictModel):
     threads: PositiveInt | None = Field(None, description="torch intra-op threads; None keeps torch's default")
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the model trains (cuda: an optional GPU run; "
                                                                "a checkpoint resumes on either)")
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="training arithmetic: bf16 autocasts the forward pass (about 1.9x faster on CPUs with "
-                            "AMX, e.g. this project's 2-core machines); weights, optimizer and evaluation stay fp32")
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
     init_from: str | None = Field(
         None, description="warm start: a finished run folder (card.json + model.safetensors) whose weights "
                           "start this run, e.g. a second one-cycle after a first")
@@ -137,13 +135,11 @@ def train_backbone(
     def loss_of(batch) -> tuple[torch.Tensor, int]:
         x, y = batch
         x = x.to(device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-            logits = model(x)
-        return F.cross_entropy(logits.float(), y.to(device), label_smoothing=config.label_smoothing), len(y)
+        return F.cross_entropy(model(x).float(), y.to(device), label_smoothing=config.label_smoothing), len(y)
 
     def train_epoch(epoch: int, generator: torch.Generator, on_step) -> float:
         batches = iterate_batches(train_set, config.batch_size, generator, augment=True)
-        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
+        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step, config.precision, device.type)
 
     history, finished = loop.run(train_epoch, lambda: evaluate(model, test_set, config.eval_batch_size),
                                  config.eval_every, resume, stop_after, show_progress)

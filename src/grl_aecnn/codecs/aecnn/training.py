@@ -168,8 +168,8 @@ def train_attention(cfg: AecnnBaseConfig, show_progress: bool = True) -> AecnnBa
 
     def train_epoch(epoch, generator, on_step) -> float:
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
-        return optimize_epoch(batches, lambda b: (F.cross_entropy(base(b[0]), b[1]), len(b[1])), optimizer,
-                              scheduler, on_step)
+        return optimize_epoch(batches, lambda b: (F.cross_entropy(base(b[0]).float(), b[1]), len(b[1])), optimizer,
+                              scheduler, on_step, stage.precision)
 
     loop.run(train_epoch, lambda: evaluate(base, test_set), resume=(out / "stage1" / STATE_FILE).exists(),
              show_progress=show_progress)
@@ -235,7 +235,7 @@ def train_prune_aware(cfg: AecnnBaseConfig, base: AecnnBase, order: list[int],
             return split_loss(stage.loss, recovered, target, logits, teacher_logits, y), len(y)
 
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
-        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
+        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step, stage.precision)
 
     loop.run(train_epoch, lambda: evaluate(head, test_set, logits_of=lambda x: head(x, stage.eval_keep)[1]),
              resume=(out / "stage1b" / STATE_FILE).exists(), show_progress=show_progress)
@@ -359,7 +359,7 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
             return loss, len(y)
 
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
-        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
+        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step, stage.precision)
 
     history, _ = loop.run(train_epoch, lambda: evaluate(model, test_set, logits_of=lambda x: model(x)[1]),
                           resume=(out / STATE_FILE).exists(), show_progress=show_progress)
