@@ -65,6 +65,12 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         handle.write(header + array.astype(np.uint8).tobytes())
 
 
+@pytest.fixture(autouse=True)
+def package_zoo_only(monkeypatch):
+    """Tests see the package's zoo, not a zoo overlay ($GRL_AECNN_ZOO) of the shell that runs them."""
+    monkeypatch.delenv("GRL_AECNN_ZOO", raising=False)
+
+
 @pytest.fixture
 def isolated_data(tmp_path, monkeypatch) -> Path:
     """An empty data root and user cache, so no real dataset on this machine is found by accident."""

@@ -100,12 +100,12 @@ def test_shipped_experiment_configs_validate():
 def test_jobs_of_learned_policies_are_keyed_by_their_weights(monkeypatch, tmp_path):
     """A finished job is reused only with the same weights: the job key holds the SHA-256 of the shipped
     weights a learned policy loads (nothing for the heuristics), so retrained weights rerun its jobs."""
+    from grl_aecnn import zoo
     from grl_aecnn.experiments import evaluate
-    from grl_aecnn.policies import registry
 
     cfg = ExperimentConfig(name="keys", policies=("grl", "greedy"), slots=5, seeds=(0,))
     (tmp_path / "grl-default.json").write_text(json.dumps({"weights_sha256": "a" * 64}))
-    monkeypatch.setattr(registry, "ZOO_WEIGHTS", tmp_path)
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
     _, jobs = evaluate.plan_jobs(cfg)
     by_policy = {j["policy"]: j for j in jobs}
     assert by_policy["grl"]["weights_id"] == "a" * 64 and by_policy["greedy"]["weights_id"] == ""

@@ -13,6 +13,7 @@ from grl_aecnn.mec import MecBatch, MecError, MecSimulator, Scenario
 from grl_aecnn.mec.env import MecEnv, MecVectorEnv, flat_observation
 from grl_aecnn.policies import Policy, make_policy
 from grl_aecnn.profile import synthetic_profile
+from grl_aecnn.zoo import ZOO_DIR
 
 PROFILE = synthetic_profile(seed=0, n_samples=300)
 SMALL = Scenario(n_md=5, n_es=2, episode_slots=4, mobility={"model": "random_waypoint"})
@@ -246,8 +247,7 @@ def test_replaced_scenario_is_validated_and_otherwise_equal():
 
 
 def test_cli_simulate_on_the_shipped_profile(tmp_path):
-    from grl_aecnn.policies.registry import ZOO_WEIGHTS
-    shipped = ZOO_WEIGHTS / "profile-resnet20-cifar10.json"
+    shipped = ZOO_DIR / "profile-resnet20-cifar10.json"
     out = tmp_path / "r.json"
     result = CliRunner().invoke(app, ["simulate", "--profile", str(shipped), "--policy", "greedy", "--slots", "3",
                                       "--json", str(out)])

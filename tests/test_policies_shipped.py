@@ -12,12 +12,12 @@ from grl_aecnn.cli import app
 from grl_aecnn.mec import MecSimulator, Scenario
 from grl_aecnn.policies import make_policy
 from grl_aecnn.policies.grl import load_agent
-from grl_aecnn.policies.registry import ZOO_WEIGHTS
 from grl_aecnn.policies.search import ExhaustiveSearch
+from grl_aecnn.zoo import ZOO_DIR
 from grl_aecnn.profile import synthetic_profile
 
 PROFILE = synthetic_profile(seed=0, n_samples=300)
-SHIPPED = ZOO_WEIGHTS / "grl-default.json"
+SHIPPED = ZOO_DIR / "grl-default.json"
 
 
 @pytest.mark.parametrize("n_md", [5, 20, 40])

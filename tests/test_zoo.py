@@ -63,6 +63,49 @@ def test_add_refuses_a_name_that_is_not_a_zoo_file_name(private_zoo, tmp_path, n
     assert sorted(p.name for p in private_zoo.iterdir()) == ["tiny-resnet20.json", "tiny-resnet20.safetensors"]
 
 
+def test_an_overlay_zoo_shadows_the_package_zoo_and_receives_new_models(private_zoo, tmp_path, monkeypatch):
+    """GRL_AECNN_ZOO: looked up before the package's zoo, written by `zoo add` and `codec ship`; the
+    package's files stay as they are."""
+    from grl_aecnn import zoo
+    from grl_aecnn.cli import app
+    from grl_aecnn.codecs.shipping import read_shipped, write_shipped
+    from grl_aecnn.policies.registry import weights_id
+    from typer.testing import CliRunner
+
+    package = tmp_path / "package"
+    package.mkdir()
+    for f in private_zoo.iterdir():
+        (package / f.name).write_bytes(f.read_bytes())
+    (package / "droo-default.json").write_text(json.dumps({"weights_sha256": "a" * 64, "shape": {"n_md": 10, "n_es": 3}}))
+    monkeypatch.setattr(zoo, "ZOO_DIR", package)
+    before = {f.name: f.read_bytes() for f in package.iterdir()}
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    monkeypatch.setenv("GRL_AECNN_ZOO", str(overlay))
+    # A retrained model of the same name goes to the overlay and shadows the package's.
+    run = tmp_path / "run"
+    card = json.loads((run / "card.json").read_text())
+    (run / "card.json").write_text(json.dumps({**card, "top1": 0.5}))
+    result = CliRunner().invoke(app, ["zoo", "add", str(run)])
+    assert result.exit_code == 0, result.output
+    assert sorted(f.name for f in overlay.iterdir()) == ["tiny-resnet20.json", "tiny-resnet20.safetensors"]
+    assert load_card("tiny-resnet20")["top1"] == 0.5 and load_backbone("tiny-resnet20") is not None
+    assert [c["name"] for c in list_models()] == ["droo-default", "tiny-resnet20"]
+    assert next(c for c in list_models() if c["name"] == "tiny-resnet20")["top1"] == 0.5
+    # Codecs ship into the overlay; the package's policy cards are still found, an overlay one shadows them.
+    write_shipped("aecnn-tiny", {"w": torch.zeros(2)}, {"codec": "aecnn"})
+    assert read_shipped("aecnn-tiny", "aecnn")[0]["name"] == "aecnn-tiny" and (overlay / "aecnn-tiny.json").exists()
+    assert weights_id("droo") == "a" * 64
+    (overlay / "droo-default.json").write_text(json.dumps({"weights_sha256": "b" * 64, "shape": {"n_md": 10, "n_es": 3}}))
+    assert weights_id("droo") == "b" * 64
+    assert {f.name: f.read_bytes() for f in package.iterdir()} == before
+    # Without the variable, the package's zoo alone.
+    monkeypatch.delenv("GRL_AECNN_ZOO")
+    assert load_card("tiny-resnet20")["top1"] == card["top1"] and weights_id("droo") == "a" * 64
+    with pytest.raises(ModelNotFoundError, match="aecnn-tiny"):
+        read_shipped("aecnn-tiny", "aecnn")
+
+
 def test_shipped_resnet20_card():
     card = load_card("resnet20-cifar10")
     assert card["model"] == "resnet20" and card["dataset"]["name"] == "cifar10"

@@ -219,7 +219,7 @@ def codec_ship(
     base_dir: Optional[Path] = typer.Option(None, help="Output folder of the level trainings [runs/codecs/CODEC-resnet20-cifar10]."),
     name: Optional[str] = typer.Option(None, help="Zoo name of the codec [CODEC-resnet20-cifar10]."),
 ) -> None:
-    """Collect the trained levels of a codec into the package's zoo (for developers)."""
+    """Collect the trained levels of a codec into the zoo: $GRL_AECNN_ZOO when set, else the package's."""
     from grl_aecnn.codecs import learned_codec
 
     name = name or f"{codec}-resnet20-cifar10"
@@ -346,11 +346,11 @@ def codec_eval_channel(
 
 @zoo_app.command("list")
 def zoo_list(json_file: Optional[Path] = typer.Option(None, "--json", help="Write the list as JSON.")) -> None:
-    """Models shipped with the package."""
-    from grl_aecnn.zoo import list_models
+    """Models shipped with the package (and those of $GRL_AECNN_ZOO, which shadow them)."""
+    from grl_aecnn.zoo import list_models, zoo_folders
 
     cards = list_models()
-    table = Table(title="grl-aecnn zoo")
+    table = Table(title="grl-aecnn zoo", caption="from " + ", then ".join(str(f) for f in zoo_folders()))
     for column in ("name", "kind", "dataset / backbone", "top-1 / levels"):
         table.add_column(column)
     rows = []
@@ -379,7 +379,7 @@ def zoo_list(json_file: Optional[Path] = typer.Option(None, "--json", help="Writ
 
 @zoo_app.command("add")
 def zoo_add(run_dir: Path = typer.Argument(..., help="A finished training run folder (model.safetensors + card.json).")) -> None:
-    """Ship a finished training run in the package's zoo (for developers)."""
+    """Ship a finished training run in the zoo: $GRL_AECNN_ZOO when set, else the package's."""
     from grl_aecnn.zoo import add_to_zoo
 
     try:

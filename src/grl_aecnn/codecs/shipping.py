@@ -46,7 +46,7 @@ def finished_levels(base_dir: Path) -> list[tuple[dict, dict[str, torch.Tensor]]
 
 def write_shipped(name: str, tensors: dict[str, torch.Tensor], card: dict, zoo_dir: Path | None = None) -> dict:
     """Write `<name>.safetensors` and `<name>.json` (card plus name and weights_sha256); returns the card."""
-    zoo_dir = zoo_dir or zoo.ZOO_DIR
+    zoo_dir = zoo.zoo_folders(zoo_dir)[0]
     weights = zoo_dir / f"{name}.safetensors"
     save_tensors(weights, tensors)
     card = {"name": name, **card, "weights_sha256": sha256_file(weights)}
@@ -56,10 +56,11 @@ def write_shipped(name: str, tensors: dict[str, torch.Tensor], card: dict, zoo_d
 
 def read_shipped(name: str, codec_id: str, zoo_dir: Path | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Card and tensors of a shipped codec, the weights checked against the card."""
-    zoo_dir = zoo_dir or zoo.ZOO_DIR
-    card_path, weights = zoo_dir / f"{name}.json", zoo_dir / f"{name}.safetensors"
+    card_path = zoo.zoo_file(f"{name}.json", zoo_dir)
+    weights = card_path.with_suffix(".safetensors")
     if not card_path.exists():
-        raise ModelNotFoundError(f"no {codec_id} codec {name!r} in the zoo ({zoo_dir})")
+        folders = ", ".join(str(f) for f in zoo.zoo_folders(zoo_dir))
+        raise ModelNotFoundError(f"no {codec_id} codec {name!r} in the zoo ({folders})")
     card = read_json(card_path)
     if card.get("codec") != codec_id:
         raise CheckpointError(f"{card_path}: is a {card.get('codec')!r} codec, not {codec_id!r}")

@@ -260,11 +260,11 @@ def plot_metrics(summary: dict, out: Path) -> list[Path]:
 
 def plot_convergence(out: Path) -> Path | None:
     """Training curves (mean slot reward per episode) of the shipped learned policies."""
-    from grl_aecnn.policies.registry import ZOO_WEIGHTS
+    from grl_aecnn.zoo import zoo_file
 
     curves = {}
     for policy in ("grl", "grl-bottlenetpp", "grl-deepjscc", "droo"):
-        card = ZOO_WEIGHTS / f"{policy}-default.json"
+        card = zoo_file(f"{policy}-default.json")
         if card.exists() and (rewards := read_json(card).get("episode_rewards")):
             curves[policy] = rewards
     if not curves:

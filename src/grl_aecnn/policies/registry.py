@@ -1,13 +1,12 @@
 """Every policy by name, behind the one `Policy` interface. Trained agents load their shipped weights
-from the zoo (src/grl_aecnn/zoo/weights/<policy>-default.{safetensors,json})."""
+from the zoo (src/grl_aecnn/zoo/weights/<policy>-default.{safetensors,json}, or $GRL_AECNN_ZOO first)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from grl_aecnn.mec.simulator import MecError
-
-ZOO_WEIGHTS = Path(__file__).resolve().parent.parent / "zoo" / "weights"
+from grl_aecnn.zoo import zoo_file, zoo_glob
 
 # Action sets (docs/policies.md): every agent and the like-for-like heuristic choose between local
 # inference, sending the input image (INPUT_CODECS: the split at the input) and their codec's levels.
@@ -31,7 +30,7 @@ def default_profile(path: str | Path | None = None):
     (zoo/weights/profile-resnet20-cifar10.json) when present, else the SYNTHETIC one."""
     from grl_aecnn.profile import load_profile, synthetic_profile
 
-    shipped = ZOO_WEIGHTS / "profile-resnet20-cifar10.json"
+    shipped = zoo_file("profile-resnet20-cifar10.json")
     if path is None and shipped.exists():
         path = shipped
     if path is None:
@@ -48,7 +47,7 @@ DROO_CARDS = "droo-default*.json"
 def _trained_grl(name: str):
     from grl_aecnn.policies.grl import load_agent
 
-    card = ZOO_WEIGHTS / GRL_CARDS[name]
+    card = zoo_file(GRL_CARDS[name])
     if not card.exists():
         raise MecError(f"{card}: no shipped {name} policy; train one with "
                        f"`grl-aecnn train policy --policy {name}` and `grl-aecnn zoo add`")
@@ -62,11 +61,11 @@ class PerSizeDroo:
 
     name = "droo"
 
-    def __init__(self, zoo: Path = ZOO_WEIGHTS):
+    def __init__(self, zoo: Path | None = None):
         from grl_aecnn.store import read_json
 
         self.cards = {}
-        for card in sorted(zoo.glob(DROO_CARDS)):
+        for card in zoo_glob(DROO_CARDS, zoo):
             shape = read_json(card)["shape"]
             self.cards[(shape["n_md"], shape["n_es"])] = card
         self.agents: dict = {}
@@ -127,7 +126,7 @@ def weights_id(name: str, n_md: int | None = None, n_es: int | None = None) -> s
     pattern = DROO_CARDS if name == "droo" else GRL_CARDS.get(name)
     if pattern is None:
         return ""
-    cards = [read_json(card) for card in sorted(ZOO_WEIGHTS.glob(pattern))]
+    cards = [read_json(card) for card in zoo_glob(pattern)]
     if name == "droo" and n_md is not None:
         cards = [c for c in cards if (c["shape"]["n_md"], c["shape"]["n_es"]) == (n_md, n_es)]
     return ",".join(identity(card) for card in cards)

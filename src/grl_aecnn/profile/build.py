@@ -227,12 +227,12 @@ def merge_profiles(base: OptionProfile, extra: OptionProfile, replace: bool = Fa
 
 def _codec_sha256(codec: str, model: str) -> str | None:
     """SHA-256 of a shipped codec's weights from its zoo card; None for codecs without weights (image codecs)."""
-    card = zoo.ZOO_DIR / f"{codec}-{model}.json"
+    card = zoo.zoo_file(f"{codec}-{model}.json")
     return read_json(card).get("weights_sha256") if card.exists() else None
 
 
 def shipped_profile_path(model: str = "resnet20-cifar10") -> Path:
-    return zoo.ZOO_DIR / f"profile-{model}.json"
+    return zoo.zoo_file(f"profile-{model}.json")
 
 
 def load_shipped_profile(model: str = "resnet20-cifar10") -> OptionProfile:
