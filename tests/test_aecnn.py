@@ -395,3 +395,24 @@ def test_every_stage_trains_in_bf16_ships_fp32_weights_and_resumes(trained, tmp_
     with torch.no_grad():
         expected = level.module.logits_from_symbols(level.module.symbols(level.base.features(image[None])))[0]
     assert torch.equal(level.decode(level.encode(image)), expected)
+
+
+def test_shipped_recipe_configs_validate_and_share_their_base():
+    """Every AECNN config validates; the levels of one output folder share one `base` (its stages 1-2
+    are trained once for all); the fourth round is the third's recipe with every stage in bf16."""
+    from pathlib import Path
+
+    from grl_aecnn.config import load_config
+    folder = Path(__file__).parents[1] / "configs" / "codecs"
+    rounds = {r: {int(p.stem.rsplit("L", 1)[1]): load_config(p, AecnnLevelConfig)
+                  for p in folder.glob(f"aecnn-{r}-L*.yaml")} for r in ("r3", "r4")}
+    assert sorted(rounds["r3"]) == sorted(rounds["r4"]) == list(range(1, 9))
+    for levels in rounds.values():
+        assert len({cfg.base.model_dump_json() for cfg in levels.values()}) == 1
+    for level, r4 in rounds["r4"].items():
+        stages = [r4.base.attention, r4.base.prune_aware, r4.recovery, r4.finetune, r4.device_finetune, r4.rate_finetune]
+        assert {s.precision for s in stages if s is not None} == {"bf16"}
+        as_fp32 = json.loads(r4.model_dump_json().replace('"bf16"', '"fp32"'))
+        r3 = rounds["r3"][level].model_dump(mode="json")
+        as_fp32["base"]["output_dir"] = r3["base"]["output_dir"]
+        assert as_fp32 == r3, level

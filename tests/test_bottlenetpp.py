@@ -155,6 +155,21 @@ def test_interrupted_training_resumes_to_identical_weights(tiny, monkeypatch):
     assert losses[-1] < losses[0]  # the autoencoder learns
 
 
+def test_bf16_stages_through_the_noisy_channel_ship_a_codec_whose_bytes_decode(tiny, tmp_path):
+    cfg = level_config(tmp_path / "bf16", 5, 4, 2, 3)
+    bf16 = cfg.autoencoder.model_copy(update={"precision": "bf16"})
+    card = train_level(cfg.model_copy(update={"autoencoder": bf16, "finetune": bf16}), show_progress=False)
+    fp32 = train_level(level_config(tmp_path / "fp32", 5, 4, 2, 3), show_progress=False)
+    assert card["history"]["stage1"][0]["train_loss"] != fp32["history"]["stage1"][0]["train_loss"]
+    assert card["history"]["stage1"][0]["train_loss"] == pytest.approx(fp32["history"]["stage1"][0]["train_loss"], rel=0.1)
+    ship_codec(tmp_path / "bf16", "bottlenetpp-bf16-tiny")
+    (codec,) = load_codecs("bottlenetpp-bf16-tiny")
+    for image in images(tiny, 2):
+        with torch.no_grad():
+            expected = codec.logits_of(codec.symbols_of(image[None]))[0]
+        assert torch.equal(codec.decode(codec.encode(image)), expected)
+
+
 def test_other_backbone_weights_are_refused(tiny, tmp_path):
     out = tmp_path / "codec"
     train_level(level_config(out, 4, 2, 2, 2), show_progress=False)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Retrain everything that stands on the backbone, on the 120-epoch backbone (issue 2), into the zoo
+# overlay staging/zoo (GRL_AECNN_ZOO), without touching the shipped zoo: staging/README.md.
+#   scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|all]
+# Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
+# resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
+# Logs: runs/cascade/*.log. Commit staging/ after each step: finished outputs survive a lost runs/.
+set -euo pipefail
+: "${GRL_AECNN_DATA:?set GRL_AECNN_DATA to the folder holding cifar10-jpeg/}"
+export GRL_AECNN_ZOO=${GRL_AECNN_ZOO:-staging/zoo}
+mkdir -p "$GRL_AECNN_ZOO" runs/cascade
+
+backbone() {
+  local run=runs/backbones/resnet20-cifar10-long
+  [ -f "$GRL_AECNN_ZOO/resnet20-cifar10.json" ] && return
+  if [ ! -f "$run/card.json" ]; then
+    local resume=""; [ -f "$run/state.json" ] && resume="--resume"
+    grl-aecnn train backbone --config configs/backbones/resnet20-cifar10-long.yaml $resume
+  fi
+  grl-aecnn zoo add "$run"
+}
+
+# train_levels OUT_DIR CONFIG...: the first unfinished config alone (it trains the stages its levels
+# share), then the other unfinished ones two at a time.
+train_levels() {
+  local out=$1; shift
+  local pending=()
+  for cfg in "$@"; do
+    local level; level=$(printf 'level%03d' "${cfg##*[LR]}")
+    [ -f "$out/$level/level.json" ] || pending+=("$cfg")
+  done
+  [ ${#pending[@]} -eq 0 ] && return
+  local first=${pending[0]}
+  grl-aecnn train codec --config "configs/codecs/$first.yaml" > "runs/cascade/$first.log" 2>&1
+  printf '%s\n' "${pending[@]:1}" | xargs -r -P 2 -I{} sh -c \
+    'grl-aecnn train codec --config configs/codecs/{}.yaml > runs/cascade/{}.log 2>&1'
+}
+
+ship() {  # ship CODEC OUT_DIR
+  [ -f "$GRL_AECNN_ZOO/$1-resnet20-cifar10.json" ] || grl-aecnn codec ship --codec "$1" --base-dir "$2"
+}
+
+aecnn() {
+  local out=staging/runs/codecs/aecnn-resnet20-cifar10-r4
+  # Level 2 first: no own head, so the shared stages (1, 1a, 1b, 2) finish soonest.
+  train_levels "$out" aecnn-r4-L2 aecnn-r4-L5 aecnn-r4-L4 aecnn-r4-L6 aecnn-r4-L3 aecnn-r4-L1 aecnn-r4-L7 aecnn-r4-L8
+  ship aecnn "$out"
+}
+
+bottlenetpp() {
+  local out=staging/runs/codecs/bottlenetpp-resnet20-cifar10
+  train_levels "$out" bottlenetpp-R1 bottlenetpp-R3 bottlenetpp-R5 bottlenetpp-R2 bottlenetpp-R4
+  ship bottlenetpp "$out"
+}
+
+deepjscc() {
+  local out=staging/runs/codecs/deepjscc-resnet20-cifar10-retask
+  train_levels "$out" deepjscc-retask-L1 deepjscc-retask-L2 deepjscc-retask-L3
+  ship deepjscc "$out"
+}
+
+profile() {
+  [ -f "$GRL_AECNN_ZOO/profile-resnet20-cifar10.json" ] ||
+    grl-aecnn profile build --config configs/profiles/resnet20-cifar10.yaml --output "$GRL_AECNN_ZOO/profile-resnet20-cifar10"
+}
+
+case "${1:-all}" in
+  backbone|aecnn|bottlenetpp|deepjscc|profile) "$1" ;;
+  all) backbone; aecnn; bottlenetpp; deepjscc; profile ;;
+  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|all]" >&2; exit 2 ;;
+esac
