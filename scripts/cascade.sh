@@ -20,8 +20,8 @@ backbone() {
   grl-aecnn zoo add "$run"
 }
 
-# train_levels OUT_DIR CONFIG...: the first unfinished config alone (it trains the stages its levels
-# share), then the other unfinished ones two at a time.
+# train_levels OUT_DIR CONFIG...: the first unfinished config alone on both cores (it trains the
+# stages its levels share), then the other unfinished ones two at a time.
 train_levels() {
   local out=$1; shift
   local pending=()
@@ -31,7 +31,7 @@ train_levels() {
   done
   [ ${#pending[@]} -eq 0 ] && return
   local first=${pending[0]}
-  grl-aecnn train codec --config "configs/codecs/$first.yaml" > "runs/cascade/$first.log" 2>&1
+  grl-aecnn train codec --config "configs/codecs/$first.yaml" --threads 2 > "runs/cascade/$first.log" 2>&1
   printf '%s\n' "${pending[@]:1}" | xargs -r -P 2 -I{} sh -c \
     'grl-aecnn train codec --config configs/codecs/{}.yaml > runs/cascade/{}.log 2>&1'
 }

@@ -217,6 +217,13 @@ def test_cli_train_and_ship(tiny, tmp_path):
     trained = runner.invoke(app, ["train", "codec", "--config", str(config)])
     assert trained.exit_code == 0, trained.output
     assert "bottlenet++ level 9: code 1x8x8 at 1 bits" in trained.output
+    # Another thread count is speed only: the finished stages resume as they are.
+    card = (tmp / "codec" / "level009" / "level.json").read_text()
+    threads = torch.get_num_threads()
+    again = runner.invoke(app, ["train", "codec", "--config", str(config), "--threads", "2"])
+    assert again.exit_code == 0 and torch.get_num_threads() == 2, again.output
+    assert json.loads((tmp / "codec" / "level009" / "level.json").read_text())["history"] == json.loads(card)["history"]
+    torch.set_num_threads(threads)
     shipped = runner.invoke(app, ["codec", "ship", "--codec", "bottlenetpp", "--base-dir", str(tmp / "codec"),
                                   "--name", "bottlenetpp-tiny-resnet20"])
     assert shipped.exit_code == 0 and "[1, 2, 9]" in shipped.output, shipped.output

@@ -108,12 +108,14 @@ def train_backbone_cmd(
 @train_app.command("codec")
 def train_codec_cmd(
     config: Path = typer.Option(..., help="YAML config of one level, e.g. configs/codecs/aecnn-L5.yaml."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch threads instead of the config's (speed only; "
+                                                             "a checkpoint resumes under any count)."),
 ) -> None:
     """Train one level of the config's `codec:` (aecnn, bottlenetpp, deepjscc); every stage resumes from its checkpoint."""
     from grl_aecnn.codecs import train_codec_level
 
     try:
-        console.print(train_codec_level(config))
+        console.print(train_codec_level(config, threads=threads))
     except GrlAecnnError as exc:
         raise _fail(exc) from exc
 

@@ -85,10 +85,14 @@ def learned_codec(name: str) -> LearnedCodec:
         raise ConfigError(f"codec {name!r} is not trainable; trainable: {sorted(LEARNED)}") from None
 
 
-def train_codec_level(config: Path, show_progress: bool = True) -> str:
-    """Train the level a YAML config describes (its `codec:` picks the codec); returns a summary line."""
+def train_codec_level(config: Path, show_progress: bool = True, threads: int | None = None) -> str:
+    """Train the level a YAML config describes (its `codec:` picks the codec), with `threads` torch
+    threads instead of the config's (speed only: checkpoints resume under any count); returns a summary line."""
     codec = learned_codec(load_config(config, _CodecField).codec)
-    return codec.summary(codec.train(load_config(config, codec.schema), show_progress=show_progress))
+    cfg = load_config(config, codec.schema)
+    if threads is not None:
+        cfg = cfg.model_copy(update={"threads": threads})
+    return codec.summary(codec.train(cfg, show_progress=show_progress))
 
 
 __all__ = ["CODECS", "LEARNED", "Codec", "learned_codec", "load_codec_levels", "train_codec_level"]
