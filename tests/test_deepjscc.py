@@ -272,6 +272,34 @@ def test_continuation_configs_warm_start_every_level():
                                                              parents[c.level].snr_train_db)
 
 
+def test_retask_configs_continue_every_shipped_level_in_bf16():
+    """The retrain on a new backbone: each shipped level, warm-started at its own shape, task epochs only."""
+    shipped = {lv["level"]: lv for lv in zoo.load_card(NAME, ZOO_DIR)["levels"]}
+    configs = [load_config(p, DeepJsccConfig) for p in sorted(CONFIGS[0].parent.glob("deepjscc-retask-L*.yaml"))]
+    assert [c.level for c in configs] == sorted(shipped)
+    for c in configs:
+        assert c.init_from == NAME and c.train is None and c.task.precision == "bf16"
+        assert (c.code_channels, c.width) == (shipped[c.level]["code_channels"], shipped[c.level]["width"])
+
+
+def test_bf16_stages_train_like_fp32_and_ship_fp32_weights(tiny, tmp_path):
+    def config(out, precision):
+        cfg = level_config(out, 2, 4)
+        return cfg.model_copy(update={s: getattr(cfg, s).model_copy(update={"precision": precision})
+                                      for s in ("train", "task")})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRL_AECNN_DATA", str(tiny["tmp"] / "data"))
+        mp.setattr(zoo, "ZOO_DIR", tiny["tmp"] / "zoo")
+        bf16 = train_level(config(tmp_path / "bf16", "bf16"), show_progress=False)
+        fp32 = train_level(config(tmp_path / "fp32", "fp32"), show_progress=False)
+    for stage in ("stage1", "stage2"):
+        a, b = bf16["history"][stage][0]["train_loss"], fp32["history"][stage][0]["train_loss"]
+        assert a != b and a == pytest.approx(b, rel=0.1), stage
+    weights = load_tensors(tmp_path / "bf16" / "level002" / "level.safetensors")
+    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
+
+
 def test_bad_config_is_a_config_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("codec: deepjscc\nlevel: 1\ncode_channels: 7\n")

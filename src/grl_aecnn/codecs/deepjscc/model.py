@@ -46,7 +46,7 @@ class DeepJscc(nn.Module):
 
     def symbols(self, images: torch.Tensor) -> torch.Tensor:
         """Normalized images (N, C, H, W) -> complex symbols (N, k) with mean |s|^2 = 1 per image."""
-        code = self.encoder(images)
+        code = self.encoder(images).float()  # complex symbols need fp32 parts (bf16 training autocasts the convolutions)
         pairs = code.flatten(1).reshape(len(code), -1, 2)
         symbols = torch.view_as_complex(pairs.contiguous())
         power = symbols.abs().square().mean(1, keepdim=True)

@@ -29,7 +29,7 @@ from grl_aecnn.codecs.training import LEVEL_CARD, LEVEL_WEIGHTS, distill, frozen
 from grl_aecnn.config import StrictModel
 from grl_aecnn.data import ImageSet, iterate_batches, load_dataset
 from grl_aecnn.errors import CheckpointError
-from grl_aecnn.loop import STATE_FILE, EpochLoop, optimize_epoch
+from grl_aecnn.loop import PRECISION_HELP, STATE_FILE, EpochLoop, Precision, optimize_epoch
 from grl_aecnn.nets import SplitNet
 from grl_aecnn.store import atomic_write_json, save_tensors
 from grl_aecnn.zoo import load_card
@@ -41,6 +41,7 @@ class AdamStage(StrictModel):
     epochs: PositiveInt
     lr: float = Field(1e-3, gt=0)
     batch_size: PositiveInt = 64
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
 
 
 class DeepJsccLoss(StrictModel):
@@ -161,7 +162,7 @@ def _stage(cfg: DeepJsccConfig, model: DeepJscc, backbone: SplitNet, train_set: 
             return loss, len(x)
 
         batches = iterate_batches(train_set, stage.batch_size, generator, augment=True)
-        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step)
+        return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step, stage.precision)
 
     # Progress: top-1 at the top of the training SNR range, where the ratio's quality shows.
     history, _ = loop.run(train_epoch, lambda: channel_top1(model, backbone, test_set, hi, cfg.channel, cfg.seed),
