@@ -4,7 +4,9 @@
 #   scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|all]
 # Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
 # resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
-# Logs: runs/cascade/*.log. Commit staging/ after each step: finished outputs survive a lost runs/.
+# Each codec's output folder runs/codecs/NAME (its configs' output_dir) is a link to staging/runs/codecs/NAME,
+# whose finished outputs are committed (stage checkpoints and caches are ignored): commit staging/ after
+# each step, so that they survive a lost runs/. Logs: runs/cascade/*.log.
 set -euo pipefail
 : "${GRL_AECNN_DATA:?set GRL_AECNN_DATA to the folder holding cifar10-jpeg/}"
 export GRL_AECNN_ZOO=${GRL_AECNN_ZOO:-staging/zoo}
@@ -36,25 +38,35 @@ train_levels() {
     'grl-aecnn train codec --config configs/codecs/{}.yaml > runs/cascade/{}.log 2>&1'
 }
 
+staged() {  # staged NAME: runs/codecs/NAME, a link into staging/runs/codecs (made on first use)
+  local run=runs/codecs/$1 keep=staging/runs/codecs/$1
+  mkdir -p "$keep" runs/codecs
+  if [ ! -L "$run" ]; then
+    [ -e "$run" ] && { echo "$run exists and is not a link to $keep: move its contents there first" >&2; exit 1; }
+    ln -s "../../$keep" "$run"
+  fi
+  echo "$run"
+}
+
 ship() {  # ship CODEC OUT_DIR
   [ -f "$GRL_AECNN_ZOO/$1-resnet20-cifar10.json" ] || grl-aecnn codec ship --codec "$1" --base-dir "$2"
 }
 
 aecnn() {
-  local out=staging/runs/codecs/aecnn-resnet20-cifar10-r4
+  local out; out=$(staged aecnn-resnet20-cifar10-r4)
   # Level 2 first: no own head, so the shared stages (1, 1a, 1b, 2) finish soonest.
   train_levels "$out" aecnn-r4-L2 aecnn-r4-L5 aecnn-r4-L4 aecnn-r4-L6 aecnn-r4-L3 aecnn-r4-L1 aecnn-r4-L7 aecnn-r4-L8
   ship aecnn "$out"
 }
 
 bottlenetpp() {
-  local out=staging/runs/codecs/bottlenetpp-resnet20-cifar10
+  local out; out=$(staged bottlenetpp-resnet20-cifar10)
   train_levels "$out" bottlenetpp-R1 bottlenetpp-R3 bottlenetpp-R5 bottlenetpp-R2 bottlenetpp-R4
   ship bottlenetpp "$out"
 }
 
 deepjscc() {
-  local out=staging/runs/codecs/deepjscc-resnet20-cifar10-retask
+  local out; out=$(staged deepjscc-resnet20-cifar10-retask)
   train_levels "$out" deepjscc-retask-L1 deepjscc-retask-L2 deepjscc-retask-L3
   ship deepjscc "$out"
 }
