@@ -71,7 +71,7 @@ deepjscc() {
   ship deepjscc "$out"
 }
 
-profile() {
+profile() {  # alone on the machine: it times every option (device and server latency)
   [ -f "$GRL_AECNN_ZOO/profile-resnet20-cifar10.json" ] ||
     grl-aecnn profile build --config configs/profiles/resnet20-cifar10.yaml --output "$GRL_AECNN_ZOO/profile-resnet20-cifar10"
 }
