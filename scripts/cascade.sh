@@ -8,6 +8,7 @@
 # whose finished outputs are committed (stage checkpoints and caches are ignored): commit staging/ after
 # each step, so that they survive a lost runs/. Logs: runs/cascade/*.log.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 : "${GRL_AECNN_DATA:?set GRL_AECNN_DATA to the folder holding cifar10-jpeg/}"
 export GRL_AECNN_ZOO=${GRL_AECNN_ZOO:-staging/zoo}
 mkdir -p "$GRL_AECNN_ZOO" runs/cascade
@@ -60,8 +61,8 @@ aecnn() {
 }
 
 bottlenetpp() {
-  local out; out=$(staged bottlenetpp-resnet20-cifar10)
-  train_levels "$out" bottlenetpp-R1 bottlenetpp-R3 bottlenetpp-R5 bottlenetpp-R2 bottlenetpp-R4
+  local out; out=$(staged bottlenetpp-resnet20-cifar10-r2)
+  train_levels "$out" bottlenetpp-r2-R1 bottlenetpp-r2-R3 bottlenetpp-r2-R5 bottlenetpp-r2-R2 bottlenetpp-r2-R4
   ship bottlenetpp "$out"
 }
 
@@ -73,7 +74,7 @@ deepjscc() {
 
 profile() {  # alone on the machine: it times every option (device and server latency)
   [ -f "$GRL_AECNN_ZOO/profile-resnet20-cifar10.json" ] ||
-    grl-aecnn profile build --config configs/profiles/resnet20-cifar10.yaml --output "$GRL_AECNN_ZOO/profile-resnet20-cifar10"
+    grl-aecnn profile build --config configs/profiles/resnet20-cifar10.yaml  # into the overlay
 }
 
 case "${1:-all}" in

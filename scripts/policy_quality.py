@@ -21,14 +21,15 @@ from grl_aecnn.config import load_config
 from grl_aecnn.mec import MecSimulator, Scenario
 from grl_aecnn.policies import make_policy
 from grl_aecnn.policies.grl import load_agent
-from grl_aecnn.policies.registry import ZOO_WEIGHTS, default_profile
+from grl_aecnn.policies.registry import default_profile
+from grl_aecnn.zoo import zoo_file
 from grl_aecnn.policies.search import ExhaustiveSearch, PerfectInformationOracle
 from grl_aecnn.store import atomic_write_json
 
 
 def build(name: str, options: tuple[str, ...] | None, card: str):
     if name in ("grl", "droo"):
-        return load_agent(card if name == "grl" else ZOO_WEIGHTS / "droo-default.json", options=options, name=name)
+        return load_agent(card if name == "grl" else zoo_file("droo-default.json"), options=options, name=name)
     if name == "exhaustive":
         return ExhaustiveSearch(options=options)
     if name == "oracle":
@@ -46,7 +47,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--slots", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--card", default=str(ZOO_WEIGHTS / "grl-default.json"), help="GRL policy card")
+    ap.add_argument("--card", default=str(zoo_file("grl-default.json")), help="GRL policy card")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

@@ -170,6 +170,14 @@ def test_bf16_stages_through_the_noisy_channel_ship_a_codec_whose_bytes_decode(t
         assert torch.equal(codec.decode(codec.encode(image)), expected)
 
 
+def test_a_lost_feature_cache_is_made_again(tiny, tmp_path):
+    """Staged runs commit cache.json but not the cache itself: a later rate recomputes it."""
+    first = train_level(level_config(tmp_path / "c", 6, 2, 2, 2), show_progress=False)
+    (tmp_path / "c" / "cache.safetensors").unlink()
+    second = train_level(level_config(tmp_path / "c", 7, 2, 2, 3), show_progress=False)
+    assert (tmp_path / "c" / "cache.safetensors").exists() and first["level"] == 6 and second["level"] == 7
+
+
 def test_other_backbone_weights_are_refused(tiny, tmp_path):
     out = tmp_path / "codec"
     train_level(level_config(out, 4, 2, 2, 2), show_progress=False)
@@ -220,10 +228,12 @@ def test_cli_train_and_ship(tiny, tmp_path):
     # Another thread count is speed only: the finished stages resume as they are.
     card = (tmp / "codec" / "level009" / "level.json").read_text()
     threads = torch.get_num_threads()
-    again = runner.invoke(app, ["train", "codec", "--config", str(config), "--threads", "2"])
-    assert again.exit_code == 0 and torch.get_num_threads() == 2, again.output
+    try:
+        again = runner.invoke(app, ["train", "codec", "--config", str(config), "--threads", "2"])
+        assert again.exit_code == 0 and torch.get_num_threads() == 2, again.output
+    finally:
+        torch.set_num_threads(threads)
     assert json.loads((tmp / "codec" / "level009" / "level.json").read_text())["history"] == json.loads(card)["history"]
-    torch.set_num_threads(threads)
     shipped = runner.invoke(app, ["codec", "ship", "--codec", "bottlenetpp", "--base-dir", str(tmp / "codec"),
                                   "--name", "bottlenetpp-tiny-resnet20"])
     assert shipped.exit_code == 0 and "[1, 2, 9]" in shipped.output, shipped.output
@@ -242,3 +252,17 @@ def test_golden_frames_under_the_shipped_models():
 if __name__ == "__main__":  # python -m tests.test_bottlenetpp: regenerate after shipping new rates
     GOLDEN.write_text(json.dumps(current_digests(), indent=2) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+def test_second_round_configs_are_the_first_in_bf16():
+    """The retrain on the new backbone (staging/README.md): each rate's recipe, both stages in bf16."""
+    first = {p.stem.rsplit("-", 1)[1]: load_config(p, BottleNetLevelConfig) for p in CONFIGS}
+    second = {p.stem.rsplit("-", 1)[1]: load_config(p, BottleNetLevelConfig)
+              for p in CONFIGS[0].parent.glob("bottlenetpp-r2-R*.yaml")}
+    assert sorted(second) == sorted(first)
+    assert len({cfg.base.model_dump_json() for cfg in second.values()}) == 1
+    for rate, cfg in second.items():
+        assert cfg.autoencoder.precision == cfg.finetune.precision == "bf16"
+        as_fp32 = json.loads(cfg.model_dump_json().replace('"bf16"', '"fp32"'))
+        as_fp32["base"]["output_dir"] = first[rate].base.output_dir
+        assert as_fp32 == first[rate].model_dump(mode="json"), rate

@@ -240,6 +240,26 @@ def test_warm_start_from_a_shipped_codec(tiny, tmp_path):
         DeepJsccConfig(level=1, code_channels=4, train=None)
 
 
+def test_a_parent_trained_on_other_backbone_weights_needs_the_opt_in(tiny, tmp_path, monkeypatch):
+    """The retrain on a new backbone: a zoo overlay holds other weights of the backbone's name."""
+    tmp = tiny["tmp"]
+    parent = ship_codec(tmp / "codec", "deepjscc-tiny-parent")
+    monkeypatch.setenv("GRL_AECNN_ZOO", str(tmp_path / "overlay"))
+    (tmp_path / "overlay").mkdir()
+    train_backbone(tiny_config(tmp_path / "backbone", epochs=1, batch_size=8, zoo_name="tiny-resnet20", seed=5),
+                   show_progress=False)
+    zoo.add_to_zoo(tmp_path / "backbone")
+    warm = level_config(tmp_path / "warm", 1, 4).model_copy(update={
+        "train": None, "task": AdamStage(epochs=1, lr=1e-3, batch_size=8), "init_from": "deepjscc-tiny-parent"})
+    with pytest.raises(CheckpointError, match="init_from_other_backbone"):
+        train_level(warm, show_progress=False)
+    card = train_level(warm.model_copy(update={"init_from_other_backbone": True}), show_progress=False)
+    assert card["init_from"]["backbone_weights_sha256"] == parent["backbone_weights_sha256"]
+    assert parent["backbone_weights_sha256"] != zoo.load_card("tiny-resnet20")["weights_sha256"]
+    assert ship_codec(tmp_path / "warm", "deepjscc-tiny-child")["backbone_weights_sha256"] == \
+        zoo.load_card("tiny-resnet20")["weights_sha256"]
+
+
 def test_widening_keeps_the_function_and_lets_the_new_channels_learn():
     torch.manual_seed(3)
     narrow, wide = DeepJscc(8, 8, CIFAR10_MEAN, CIFAR10_STD), DeepJscc(8, 24, CIFAR10_MEAN, CIFAR10_STD)

@@ -72,6 +72,15 @@ def test_analog_options_keep_every_snr_grid_point(tiny_cifar, monkeypatch):
     assert np.array_equal(profile.correct[row], expected[-1])
 
 
+def test_default_output_is_the_zoo_overlay_when_set(monkeypatch, tmp_path):
+    from grl_aecnn.zoo import ZOO_DIR
+    cfg = ProfileBuildConfig(model="m")
+    assert cfg.output_stem() == ZOO_DIR / "profile-m"
+    monkeypatch.setenv("GRL_AECNN_ZOO", str(tmp_path))
+    assert cfg.output_stem() == tmp_path / "profile-m"
+    assert ProfileBuildConfig(model="m", output=str(tmp_path / "x")).output_stem() == tmp_path / "x"
+
+
 def test_bad_codec_lists(tiny_cifar, monkeypatch):
     with pytest.raises(ConfigError, match="unknown codecs"):
         build_profile(tiny(codecs=("aecnn", "nope")), show_progress=False)

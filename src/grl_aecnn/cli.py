@@ -457,7 +457,7 @@ def profile_build(
             raise ConfigError("--replace needs --extend: the profile whose options the measured codecs replace")
         if base is not None:
             profile = merge_profiles(base, profile, replace=replace)
-        path = save_profile(profile, cfg.output)
+        path = save_profile(profile, cfg.output_stem())
     except GrlAecnnError as exc:
         raise _fail(exc) from exc
     _print_profile(profile)

@@ -52,8 +52,11 @@ class ProfileBuildConfig(StrictModel):
                                            description="SNR grid of analog options, strictly increasing")
     seed: int = Field(0, description="channel noise of analog options")
     threads: PositiveInt | None = None
-    output: str = Field("src/grl_aecnn/zoo/weights/profile-resnet20-cifar10",
-                        description="path stem: writes <output>.json and <output>.npz")
+    output: str | None = Field(None, description="path stem: writes <output>.json and <output>.npz; None: "
+                                                 "profile-<model> in the zoo ($GRL_AECNN_ZOO when set, else the package's)")
+
+    def output_stem(self) -> Path:
+        return Path(self.output) if self.output else zoo.zoo_folders()[0] / f"profile-{self.model}"
 
 
 def option_name(codec: Codec) -> str:

@@ -68,7 +68,7 @@ def feature_cache(cfg: BottleNetBaseConfig) -> tuple[SplitNet, dict[str, torch.T
     """Stage 0: the frozen backbone and the cached split features (made once, then reused)."""
     out = Path(cfg.output_dir)
     backbone = frozen_backbone(cfg.backbone, out)
-    if (out / CACHE_INFO).exists():
+    if (out / CACHE_INFO).exists() and (out / CACHE_FILE).exists():  # a lost cache is made again
         return backbone, load_tensors(out / CACHE_FILE)
     dataset = load_card(cfg.backbone)["dataset"]["name"]
     train_set = load_dataset(dataset, "train").take(cfg.train_limit)

@@ -65,6 +65,9 @@ class DeepJsccConfig(StrictModel):
     init_from: str | None = Field(None, description="warm start: the zoo name of a shipped DeepJSCC codec whose level "
                                                     "of this number (same code_channels, width at most this width: a "
                                                     "narrower parent is widened exactly) starts training")
+    init_from_other_backbone: bool = Field(
+        False, description="allow init_from a codec trained against other weights of `backbone` (a retrain on a "
+                           "new backbone; the card records both); by default such a parent is refused")
     loss: DeepJsccLoss = DeepJsccLoss()
     seed: int = 0
     train_limit: PositiveInt | None = None
@@ -121,9 +124,10 @@ def warm_start(model: DeepJscc, cfg: DeepJsccConfig) -> dict:
     card = load_card(cfg.init_from)
     if card.get("codec") != "deepjscc":
         raise CheckpointError(f"init_from {cfg.init_from!r}: is a {card.get('codec')!r} codec, not deepjscc")
-    if card["backbone_weights_sha256"] != load_card(cfg.backbone)["weights_sha256"]:
+    backbone_sha256 = load_card(cfg.backbone)["weights_sha256"]
+    if card["backbone_weights_sha256"] != backbone_sha256 and not cfg.init_from_other_backbone:
         raise CheckpointError(f"init_from {cfg.init_from!r}: trained against other {card['backbone']} weights than "
-                              f"the zoo's {cfg.backbone}")
+                              f"the zoo's {cfg.backbone} (init_from_other_backbone: true to continue it on these)")
     spec = next((level for level in card["levels"] if level["level"] == cfg.level), None)
     if spec is None or spec["code_channels"] != cfg.code_channels or spec["width"] > cfg.width:
         raise CheckpointError(f"init_from {cfg.init_from!r}: has no level {cfg.level} with code_channels "
@@ -133,7 +137,8 @@ def warm_start(model: DeepJscc, cfg: DeepJsccConfig) -> dict:
         model.load_narrower(parent.model)
     else:
         model.load_state_dict(parent.model.state_dict())
-    return {"codec": cfg.init_from, "weights_sha256": card["weights_sha256"], **spec}
+    return {"codec": cfg.init_from, "weights_sha256": card["weights_sha256"],
+            "backbone_weights_sha256": card["backbone_weights_sha256"], **spec}
 
 
 def _stage(cfg: DeepJsccConfig, model: DeepJscc, backbone: SplitNet, train_set: ImageSet, test_set: ImageSet,
