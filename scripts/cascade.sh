@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain everything that stands on the backbone, on the 120-epoch backbone (issue 2), into the zoo
 # overlay staging/zoo (GRL_AECNN_ZOO), without touching the shipped zoo: staging/README.md.
-#   scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|all]
+#   [BACKBONE_RUN=runs/backbones/NAME] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|all]
 # Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
 # resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
 # Each codec's output folder runs/codecs/NAME (its configs' output_dir) is a link to staging/runs/codecs/NAME,
@@ -13,13 +13,12 @@ cd "$(dirname "$0")/.."
 export GRL_AECNN_ZOO=${GRL_AECNN_ZOO:-staging/zoo}
 mkdir -p "$GRL_AECNN_ZOO" runs/cascade
 
+# The finished backbone run to stage (BACKBONE_RUN): only one that meets the 0.900 target.
 backbone() {
-  local run=runs/backbones/resnet20-cifar10-long
+  local run=${BACKBONE_RUN:-runs/backbones/resnet20-cifar10-long-c2}
   [ -f "$GRL_AECNN_ZOO/resnet20-cifar10.json" ] && return
-  if [ ! -f "$run/card.json" ]; then
-    local resume=""; [ -f "$run/state.json" ] && resume="--resume"
-    grl-aecnn train backbone --config configs/backbones/resnet20-cifar10-long.yaml $resume
-  fi
+  [ -f "$run/card.json" ] || { echo "$run: no finished run (grl-aecnn train backbone --config ...)" >&2; exit 1; }
+  python -c "import json, sys; top1 = json.load(open(sys.argv[1]))['top1']; sys.exit(f'{sys.argv[1]}: top-1 {top1} < 0.900' if top1 < 0.9 else 0)" "$run/card.json"
   grl-aecnn zoo add "$run"
 }
 
