@@ -362,9 +362,9 @@ def test_a_level_with_a_rate_term_and_every_neighbour_ships_and_codes_with_its_c
         assert torch.equal(level.decode(data), expected)
 
 
-def test_every_stage_trains_in_bf16_ships_fp32_weights_and_resumes(trained, tmp_path):
-    """bf16 autocast in all six stages: the level ships fp32 weights, its bytes decode to the tensor
-    path, a second run resumes every stage instead of retraining, and the losses differ from fp32's."""
+def test_every_stage_trains_in_bf16_ships_and_resumes(trained, tmp_path):
+    """bf16 autocast in all six stages: the shipped level's bytes decode to the tensor path, a second
+    run resumes every stage instead of retraining, and the losses differ from fp32's."""
     bf16 = ONE_EPOCH.model_copy(update={"precision": "bf16"})
     base_bf16 = {"attention": bf16, "prune_aware": PRUNE_AWARE.model_copy(update={"precision": "bf16"})}
     rate = RateStage(**bf16.model_dump(), rate=RateConstraint(target_bits_per_symbol=0.5))
@@ -389,8 +389,6 @@ def test_every_stage_trains_in_bf16_ships_fp32_weights_and_resumes(trained, tmp_
     assert again["history"] == card["history"]
     stages = ("stage3", "stage4", "stage5", "stage6")
     assert [card["history"][s][0]["train_loss"] for s in stages] != [fp32["history"][s][0]["train_loss"] for s in stages]
-    weights = load_tensors(tmp_path / "bf16" / "level001" / "level.safetensors")
-    assert all(v.dtype == torch.float32 for k, v in weights.items() if v.is_floating_point() and "entropy" not in k)
     image = torch.rand(3, 32, 32)
     with torch.no_grad():
         expected = level.module.logits_from_symbols(level.module.symbols(level.base.features(image[None])))[0]

@@ -302,7 +302,7 @@ def test_retask_configs_continue_every_shipped_level_in_bf16():
         assert (c.code_channels, c.width) == (shipped[c.level]["code_channels"], shipped[c.level]["width"])
 
 
-def test_bf16_stages_train_like_fp32_and_ship_fp32_weights(tiny, tmp_path):
+def test_bf16_stages_train_like_fp32(tiny, tmp_path):
     def config(out, precision):
         cfg = level_config(out, 2, 4)
         return cfg.model_copy(update={s: getattr(cfg, s).model_copy(update={"precision": precision})
@@ -316,8 +316,6 @@ def test_bf16_stages_train_like_fp32_and_ship_fp32_weights(tiny, tmp_path):
     for stage in ("stage1", "stage2"):
         a, b = bf16["history"][stage][0]["train_loss"], fp32["history"][stage][0]["train_loss"]
         assert a != b and a == pytest.approx(b, rel=0.1), stage
-    weights = load_tensors(tmp_path / "bf16" / "level002" / "level.safetensors")
-    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
 
 
 def test_bad_config_is_a_config_error(tmp_path):

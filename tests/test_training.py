@@ -36,7 +36,6 @@ def test_bf16_training_resumes_exactly_and_learns_as_fp32_does(tiny_cifar, tmp_p
                              show_progress=False)
     a, b = load_tensors(tmp_path / "bf16" / "model.safetensors"), load_tensors(tmp_path / "b" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert all(v.dtype == torch.float32 for k, v in a.items() if v.is_floating_point())  # fp32 master weights
     fp32 = train_backbone(tiny_config(tmp_path / "fp32"), show_progress=False)
     losses = [[h["train_loss"] for h in run["history"]] for run in (straight, fp32)]
     assert losses[0] != losses[1]  # the forward pass really ran in bf16
