@@ -28,9 +28,9 @@ DESCRIPTIONS = {
 def default_profile(path: str | Path | None = None):
     """(profile, source): the given profile file, else the shipped real profile
     (zoo/weights/profile-resnet20-cifar10.json) when present, else the SYNTHETIC one."""
-    from grl_aecnn.profile import load_profile, synthetic_profile
+    from grl_aecnn.profile import load_profile, shipped_profile_path, synthetic_profile
 
-    shipped = zoo_file("profile-resnet20-cifar10.json")
+    shipped = shipped_profile_path()
     if path is None and shipped.exists():
         path = shipped
     if path is None:
