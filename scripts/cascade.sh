@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Retrain everything that stands on the backbone, on the 120-epoch backbone (issue 2), into the zoo
+# Train a backbone that meets issue 2's 0.900 and retrain everything that stands on it into the zoo
 # overlay staging/zoo (GRL_AECNN_ZOO), without touching the shipped zoo: staging/README.md.
-#   [BACKBONE_RUN=runs/backbones/NAME] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|all]
+#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|all]
 # Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
 # resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
-# Each codec's output folder runs/codecs/NAME (its configs' output_dir) is a link to staging/runs/codecs/NAME,
+# Each output folder runs/KIND/NAME (a config's output_dir) is a link to staging/runs/KIND/NAME,
 # whose finished outputs are committed (stage checkpoints and caches are ignored): commit staging/ after
 # each step, so that they survive a lost runs/. Logs: runs/cascade/*.log.
 set -euo pipefail
@@ -13,11 +13,26 @@ cd "$(dirname "$0")/.."
 export GRL_AECNN_ZOO=${GRL_AECNN_ZOO:-staging/zoo}
 mkdir -p "$GRL_AECNN_ZOO" runs/cascade
 
-# The finished backbone run to stage (BACKBONE_RUN): only one that meets the 0.900 target.
+staged() {  # staged runs/KIND/NAME: make it a link into staging/runs/KIND/NAME (on first use); echo it
+  local run=$1 keep=staging/$1
+  mkdir -p "$keep" "$(dirname "$run")"
+  if [ ! -L "$run" ]; then
+    [ -e "$run" ] && { echo "$run exists and is not a link to $keep: move its contents there first" >&2; exit 1; }
+    ln -s "../../$keep" "$run"
+  fi
+  echo "$run"
+}
+
+# Train or resume BACKBONE_CONFIG (its latest checkpoint lands in staging/runs/backbones/, so commit
+# staging/ at a session's end and a later session resumes it), then stage it if it meets the 0.900 target.
 backbone() {
-  local run=${BACKBONE_RUN:-runs/backbones/resnet20-cifar10-long-c2}
+  local cfg=${BACKBONE_CONFIG:-configs/backbones/resnet20-cifar10-cutout.yaml} run
   [ -f "$GRL_AECNN_ZOO/resnet20-cifar10.json" ] && return
-  [ -f "$run/card.json" ] || { echo "$run: no finished run (grl-aecnn train backbone --config ...)" >&2; exit 1; }
+  run=$(staged "$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['output_dir'])" "$cfg")")
+  if [ ! -f "$run/card.json" ]; then
+    local resume=(); [ -f "$run/state.json" ] && resume=(--resume)
+    grl-aecnn train backbone --config "$cfg" "${resume[@]}" > "runs/cascade/backbone.log" 2>&1
+  fi
   python -c "import json, sys; top1 = json.load(open(sys.argv[1]))['top1']; sys.exit(f'{sys.argv[1]}: top-1 {top1} < 0.900' if top1 < 0.9 else 0)" "$run/card.json"
   grl-aecnn zoo add "$run"
 }
@@ -38,35 +53,25 @@ train_levels() {
     'grl-aecnn train codec --config configs/codecs/{}.yaml > runs/cascade/{}.log 2>&1'
 }
 
-staged() {  # staged NAME: runs/codecs/NAME, a link into staging/runs/codecs (made on first use)
-  local run=runs/codecs/$1 keep=staging/runs/codecs/$1
-  mkdir -p "$keep" runs/codecs
-  if [ ! -L "$run" ]; then
-    [ -e "$run" ] && { echo "$run exists and is not a link to $keep: move its contents there first" >&2; exit 1; }
-    ln -s "../../$keep" "$run"
-  fi
-  echo "$run"
-}
-
 ship() {  # ship CODEC OUT_DIR
   [ -f "$GRL_AECNN_ZOO/$1-resnet20-cifar10.json" ] || grl-aecnn codec ship --codec "$1" --base-dir "$2"
 }
 
 aecnn() {
-  local out; out=$(staged aecnn-resnet20-cifar10-r4)
+  local out; out=$(staged runs/codecs/aecnn-resnet20-cifar10-r4)
   # Level 2 first: no own head, so the shared stages (1, 1a, 1b, 2) finish soonest.
   train_levels "$out" aecnn-r4-L2 aecnn-r4-L5 aecnn-r4-L4 aecnn-r4-L6 aecnn-r4-L3 aecnn-r4-L1 aecnn-r4-L7 aecnn-r4-L8
   ship aecnn "$out"
 }
 
 bottlenetpp() {
-  local out; out=$(staged bottlenetpp-resnet20-cifar10-r2)
+  local out; out=$(staged runs/codecs/bottlenetpp-resnet20-cifar10-r2)
   train_levels "$out" bottlenetpp-r2-R1 bottlenetpp-r2-R3 bottlenetpp-r2-R5 bottlenetpp-r2-R2 bottlenetpp-r2-R4
   ship bottlenetpp "$out"
 }
 
 deepjscc() {
-  local out; out=$(staged deepjscc-resnet20-cifar10-retask)
+  local out; out=$(staged runs/codecs/deepjscc-resnet20-cifar10-retask)
   train_levels "$out" deepjscc-retask-L1 deepjscc-retask-L2 deepjscc-retask-L3
   ship deepjscc "$out"
 }

@@ -212,6 +212,26 @@ def test_normalization_and_augmentation():
         assert any(torch.equal(a[i], w) or torch.equal(a[i], w.flip(-1)) for w in windows)
 
 
+def test_cutout_hides_one_clipped_square_and_leaves_the_crop_stream_alone():
+    images, _ = make_images(64, seed=17)
+    # No pixel is 0 before cutout (shifted, and no padding enters the crops).
+    x = to_tensor(images, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)) + 10.0
+    plain = augment_batch(x, torch.Generator().manual_seed(3), padding=0)
+    cut = augment_batch(x, torch.Generator().manual_seed(3), padding=0, cutout=16)
+    zeroed = (cut == 0).all(dim=1)  # N x H x W, hidden in every channel at once
+    assert torch.equal(cut[~zeroed.unsqueeze(1).expand_as(cut)], plain[~zeroed.unsqueeze(1).expand_as(plain)])
+    clipped = 0
+    for mask in zeroed:
+        rows, cols = mask.any(dim=1).nonzero().flatten(), mask.any(dim=0).nonzero().flatten()
+        assert 1 <= len(rows) <= 16 and 1 <= len(cols) <= 16
+        # One axis-aligned rectangle: every pixel in its bounding box is hidden.
+        assert int(mask.sum()) == len(rows) * len(cols) == int(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].sum())
+        clipped += len(rows) < 16 or len(cols) < 16
+    assert 0 < clipped < 64  # centres are uniform over the image: some squares cross a border, some do not
+    # Cutout draws after crop and flip, so a cutout 0 run keeps its seeded stream.
+    assert torch.equal(augment_batch(x, torch.Generator().manual_seed(3), padding=0, cutout=0), plain)
+
+
 def test_batches_cover_the_set_once(tiny_cifar):
     data = load_cifar10("train")
     seen = torch.cat([y for _, y in iterate_batches(data, 32, torch.Generator().manual_seed(1), augment=True)])

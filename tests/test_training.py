@@ -92,11 +92,13 @@ def test_cuda_without_a_gpu_is_a_config_error(tiny_cifar, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_seed_changes_the_weights(tiny_cifar, tmp_path):
-    train_backbone(tiny_config(tmp_path / "s0", epochs=1), show_progress=False)
-    train_backbone(tiny_config(tmp_path / "s1", epochs=1, seed=1), show_progress=False)
-    a, b = load_tensors(tmp_path / "s0" / "model.safetensors"), load_tensors(tmp_path / "s1" / "model.safetensors")
-    assert not torch.equal(a["classifier.2.weight"], b["classifier.2.weight"])
+def test_seed_and_cutout_change_the_weights(tiny_cifar, tmp_path):
+    runs = {"s0": {}, "s1": {"seed": 1}, "cutout": {"cutout": 16}}
+    for name, overrides in runs.items():
+        train_backbone(tiny_config(tmp_path / name, epochs=1, **overrides), show_progress=False)
+    base = load_tensors(tmp_path / "s0" / "model.safetensors")["classifier.2.weight"]
+    for name in ("s1", "cutout"):
+        assert not torch.equal(base, load_tensors(tmp_path / name / "model.safetensors")["classifier.2.weight"])
 
 
 def test_refuses_to_overwrite_or_resume_with_another_config(tiny_cifar, tmp_path):
@@ -127,6 +129,7 @@ def test_config_validation(tmp_path):
     assert cfg.model == "resnet32" and cfg.epochs == 3 and cfg.optimizer.lr_max == 0.1 and cfg.batch_size == 128
     for text, problem in [
         ("epochs: -1\n", "epochs"),
+        ("cutout: -4\n", "cutout"),
         ("epoch: 3\n", "epoch"),  # a typo is an error, not a silent default
         ("optimizer:\n  lr_max: 0\n", "optimizer.lr_max"),
         ("- just a list\n", "mapping"),

@@ -19,8 +19,13 @@ def to_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...
     return ((x - m) / s).contiguous()
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Random crop with zero padding (after normalization, i.e. padding with the mean) and horizontal flip."""
+def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4, cutout: int = 0) -> torch.Tensor:
+    """Random crop with zero padding (after normalization, i.e. padding with the mean) and horizontal flip.
+
+    `cutout` > 0 then zeroes (sets to the mean) one `cutout` x `cutout` square per image whose centre is uniform
+    over the image, clipped at the borders (DeVries & Taylor, 2017). With cutout 0 the generator draws exactly
+    what it drew before the option existed, so earlier seeded runs resume unchanged.
+    """
     n, _, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
     offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
@@ -30,6 +35,12 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4)
         dy, dx = int(offsets[i, 0]), int(offsets[i, 1])
         crop = padded[i, :, dy:dy + h, dx:dx + w]
         out[i] = crop.flip(-1) if flips[i] else crop
+    if cutout > 0:
+        centres = torch.stack([torch.randint(0, h, (n,), generator=generator),
+                               torch.randint(0, w, (n,), generator=generator)], dim=1)
+        for i in range(n):
+            top, left = int(centres[i, 0]) - cutout // 2, int(centres[i, 1]) - cutout // 2
+            out[i, :, max(top, 0):top + cutout, max(left, 0):left + cutout] = 0.0
     return out
 
 
@@ -38,8 +49,9 @@ def iterate_batches(
     batch_size: int,
     generator: torch.Generator | None = None,
     augment: bool = False,
+    cutout: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalized batches; shuffled and augmented when a generator is given."""
+    """Normalized batches; shuffled and augmented (crop, flip, optional cutout) when a generator is given."""
     order = torch.randperm(len(data), generator=generator) if generator is not None else torch.arange(len(data))
     labels = torch.from_numpy(data.labels)
     for start in range(0, len(data), batch_size):
@@ -48,5 +60,5 @@ def iterate_batches(
         if augment:
             if generator is None:
                 raise ValueError("augmentation needs a seeded generator")
-            x = augment_batch(x, generator)
+            x = augment_batch(x, generator, cutout=cutout)
         yield x, labels[idx]

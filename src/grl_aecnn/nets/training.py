@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 import grl_aecnn
 from grl_aecnn.config import StrictModel
@@ -50,6 +50,8 @@ class BackboneTrainConfig(StrictModel):
     eval_batch_size: PositiveInt = 500
     seed: int = 0
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    cutout: NonNegativeInt = Field(0, description="side in pixels of the square cutout that hides part of every "
+                                                  "training image (0: none; 16 is the usual CIFAR-10 value)")
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     eval_every: PositiveInt = Field(5, description="test-set evaluation every this many epochs (and at the end)")
@@ -138,7 +140,7 @@ def train_backbone(
         return F.cross_entropy(model(x).float(), y.to(device), label_smoothing=config.label_smoothing), len(y)
 
     def train_epoch(epoch: int, generator: torch.Generator, on_step) -> float:
-        batches = iterate_batches(train_set, config.batch_size, generator, augment=True)
+        batches = iterate_batches(train_set, config.batch_size, generator, augment=True, cutout=config.cutout)
         return optimize_epoch(batches, loss_of, optimizer, scheduler, on_step, config.precision, device.type)
 
     history, finished = loop.run(train_epoch, lambda: evaluate(model, test_set, config.eval_batch_size),
