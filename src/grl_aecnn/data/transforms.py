@@ -36,10 +36,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4,
         crop = padded[i, :, dy:dy + h, dx:dx + w]
         out[i] = crop.flip(-1) if flips[i] else crop
     if cutout > 0:
-        centres = torch.stack([torch.randint(0, h, (n,), generator=generator),
-                               torch.randint(0, w, (n,), generator=generator)], dim=1)
-        for i in range(n):
-            top, left = int(centres[i, 0]) - cutout // 2, int(centres[i, 1]) - cutout // 2
+        tops = (torch.randint(0, h, (n,), generator=generator) - cutout // 2).tolist()
+        lefts = (torch.randint(0, w, (n,), generator=generator) - cutout // 2).tolist()
+        for i, (top, left) in enumerate(zip(tops, lefts)):
             out[i, :, max(top, 0):top + cutout, max(left, 0):left + cutout] = 0.0
     return out
 
