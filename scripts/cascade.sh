@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train a backbone that meets issue 2's 0.900 and retrain everything that stands on it into the zoo
 # overlay staging/zoo (GRL_AECNN_ZOO), without touching the shipped zoo: staging/README.md.
-#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|all]
+#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|all]
 # Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
 # resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
 # Each output folder runs/KIND/NAME (a config's output_dir) is a link to staging/runs/KIND/NAME,
@@ -81,8 +81,42 @@ profile() {  # alone on the machine: it times every option (device and server la
     grl-aecnn profile build --config configs/profiles/resnet20-cifar10.yaml  # into the overlay
 }
 
+# policy_run NAME ARG...: train (or resume) `train policy ARG...` into runs/policies/NAME, unless finished.
+policy_run() {
+  local name=$1 run resume=(); shift
+  run=$(staged "runs/policies/$name")
+  [ -f "$run/card.json" ] && return
+  [ -f "$run/checkpoint.json" ] && resume=(--resume)
+  grl-aecnn train policy "$@" --out "$run" "${resume[@]}" > "runs/cascade/policy-$name.log" 2>&1
+}
+export -f policy_run staged
+
+# The GRL agents (five seeds each, the best on validation layouts shipped) and the DROO-AECNN networks
+# (one per N and per M) on the staged profile, as docs/reproduce.md; two runs at a time (one thread each).
+# The selections' JSON lands in staging/results/policies/ (moved into results/ at the swap).
+policies() {
+  local runs=() p s n m
+  for p in grl grl-bottlenetpp grl-deepjscc; do
+    for s in 0 1 2 3 4; do runs+=("$p-s$s --policy $p --slots 5000 --seed $s"); done
+  done
+  runs+=("droo --policy droo --slots 3000")
+  for n in 5 20 40; do runs+=("droo-n$n --policy droo --slots 3000 --n-md $n"); done
+  for m in 1 2 4 6; do runs+=("droo-m$m --policy droo --slots 3000 --n-es $m"); done
+  printf '%s\n' "${runs[@]}" | xargs -P 2 -L 1 bash -c 'policy_run "$@"' policy_run
+  mkdir -p staging/results/policies
+  for p in grl grl-bottlenetpp grl-deepjscc; do
+    [ -f "$GRL_AECNN_ZOO/$p-default.json" ] && continue
+    grl-aecnn select-policy $(for s in 0 1 2 3 4; do echo --run "runs/policies/$p-s$s"; done) \
+      --json "staging/results/policies/select-$p.json" --ship
+  done
+  for run in droo droo-n5 droo-n20 droo-n40 droo-m1 droo-m2 droo-m4 droo-m6; do
+    local name=droo-default${run#droo}
+    [ -f "$GRL_AECNN_ZOO/$name.json" ] || grl-aecnn zoo add "runs/policies/$run"
+  done
+}
+
 case "${1:-all}" in
-  backbone|aecnn|bottlenetpp|deepjscc|profile) "$1" ;;
-  all) backbone; aecnn; bottlenetpp; deepjscc; profile ;;
-  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|all]" >&2; exit 2 ;;
+  backbone|aecnn|bottlenetpp|deepjscc|profile|policies) "$1" ;;
+  all) backbone; aecnn; bottlenetpp; deepjscc; profile; policies ;;
+  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|all]" >&2; exit 2 ;;
 esac
