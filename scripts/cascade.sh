@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train a backbone that meets issue 2's 0.900 and retrain everything that stands on it into the zoo
 # overlay staging/zoo (GRL_AECNN_ZOO), without touching the shipped zoo: staging/README.md.
-#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|all]
+#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all]
 # Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
 # resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
 # Each output folder runs/KIND/NAME (a config's output_dir) is a link to staging/runs/KIND/NAME,
@@ -115,8 +115,25 @@ policies() {
   done
 }
 
+# Every committed result of docs/reproduce.md ("Measurements") again, on the staged models, into
+# staging/results/ (moved into results/ at the swap); each skipped once written, `evaluate` resumes.
+results() {
+  local r=staging/results m=resnet20-cifar10 e
+  mkdir -p "$r"
+  [ -f "$r/backbone-$m.json" ] || grl-aecnn eval backbone --model "$m" --json "$r/backbone-$m.json"
+  [ -f "$r/codec-aecnn-$m.json" ] || grl-aecnn codec eval --codec aecnn --model "$m" --json "$r/codec-aecnn-$m.json"
+  [ -f "$r/codec-deepjscc-$m.json" ] || grl-aecnn codec eval-channel --model "$m" --json "$r/codec-deepjscc-$m.json"
+  [ -f "$r/codec-compare-$m.json" ] ||
+    grl-aecnn codec compare --profile "$GRL_AECNN_ZOO/profile-$m.json" --json "$r/codec-compare-$m.json"
+  [ -f "$r/demo/summary.json" ] || grl-aecnn demo --output "$r/demo"
+  for e in default n-md n-es deadline bandwidth csi-error es-volatility probe-cell-size; do
+    [ -f "$r/experiments/$e/summary.json" ] ||
+      grl-aecnn evaluate --config "configs/experiments/$e.yaml" --output "$r/experiments/$e" > "runs/cascade/evaluate-$e.log" 2>&1
+  done
+}
+
 case "${1:-all}" in
-  backbone|aecnn|bottlenetpp|deepjscc|profile|policies) "$1" ;;
-  all) backbone; aecnn; bottlenetpp; deepjscc; profile; policies ;;
-  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|all]" >&2; exit 2 ;;
+  backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results) "$1" ;;
+  all) backbone; aecnn; bottlenetpp; deepjscc; profile; policies; results ;;
+  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all]" >&2; exit 2 ;;
 esac

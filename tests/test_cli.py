@@ -159,12 +159,15 @@ def test_demo_and_evaluate_commands(tmp_path):
     assert all(0 <= float(c["avg_accuracy"]) <= float(c["reliability"]) <= 1 for c in cells)
     assert (tmp_path / "demo" / "avg_accuracy.png").read_bytes()[:4] == b"\x89PNG"
     config = tmp_path / "exp.yaml"
-    config.write_text(f"name: cli\nfactor: n_md\nvalues: [2, 4]\npolicies: [local, greedy]\nslots: 3\nseeds: [0]\n"
-                      f"output_dir: {tmp_path / 'exp'}\n")
+    config.write_text("name: cli\nfactor: n_md\nvalues: [2, 4]\npolicies: [local, greedy]\nslots: 3\nseeds: [0]\n"
+                      "output_dir: results/experiments/not-here\n")
     out = tmp_path / "exp.json"
-    result = runner.invoke(app, ["evaluate", "--config", str(config), "--json", str(out), "--workers", "1"])
+    result = runner.invoke(app, ["evaluate", "--config", str(config), "--json", str(out), "--workers", "1",
+                                 "--output", str(tmp_path / "exp")])
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
+    assert json.loads((tmp_path / "exp" / "summary.json").read_text()) == summary  # --output wins over output_dir
+    assert not Path("results/experiments/not-here").exists()
     assert summary["factor"] == "n_md" and [p["value"] for p in summary["points"]] == [2, 4]
     # every value, policy and seed was simulated: local's figures are the simulator's own
     from grl_aecnn.experiments.simulate import simulate_policy

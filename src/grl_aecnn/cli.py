@@ -571,6 +571,8 @@ def evaluate_cmd(
     backend: str = typer.Option("local", help="local (processes on this machine) or ray."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (with --backend ray); default: start one."),
     workers: Optional[int] = typer.Option(None, min=1, help="Parallel simulations (local) [all cores]."),
+    output: Optional[Path] = typer.Option(None, help="Result folder instead of the config's output_dir "
+                                                     "[results/experiments/NAME]."),
 ) -> None:
     """Sweep one scenario factor over every listed policy; table, CSV, plots and summary in the result folder.
     Rerunning resumes: finished simulations are kept."""
@@ -579,6 +581,8 @@ def evaluate_cmd(
 
     try:
         cfg = load_config(config, ExperimentConfig)
+        if output is not None:
+            cfg = cfg.model_copy(update={"output_dir": str(output)})
         summary = _run_experiment(cfg, backend, workers, address)
     except GrlAecnnError as exc:
         raise _fail(exc) from exc
