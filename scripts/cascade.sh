@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train a backbone that meets issue 2's 0.900 and retrain everything that stands on it into the zoo
 # overlay staging/zoo (GRL_AECNN_ZOO), without touching the shipped zoo: staging/README.md.
-#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all]
+#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all|swap]
 # Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
 # resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
 # Each output folder runs/KIND/NAME (a config's output_dir) is a link to staging/runs/KIND/NAME,
@@ -115,6 +115,10 @@ policies() {
   done
 }
 
+EXPERIMENTS=(default n-md n-es deadline bandwidth csi-error es-volatility probe-cell-size)  # configs/experiments/
+ZOO_NAMES=(resnet20-cifar10 {aecnn,bottlenetpp,deepjscc,profile}-resnet20-cifar10
+           grl-default grl-bottlenetpp-default grl-deepjscc-default droo-default droo-default-{n5,n20,n40,m1,m2,m4,m6})
+
 # Every committed result of docs/reproduce.md ("Measurements") again, on the staged models, into
 # staging/results/ (moved into results/ at the swap); each skipped once written, `evaluate` resumes.
 results() {
@@ -126,14 +130,39 @@ results() {
   [ -f "$r/codec-compare-$m.json" ] ||
     grl-aecnn codec compare --profile "$GRL_AECNN_ZOO/profile-$m.json" --json "$r/codec-compare-$m.json"
   [ -f "$r/demo/summary.json" ] || grl-aecnn demo --output "$r/demo"
-  for e in default n-md n-es deadline bandwidth csi-error es-volatility probe-cell-size; do
+  for e in "${EXPERIMENTS[@]}"; do
     [ -f "$r/experiments/$e/summary.json" ] ||
       grl-aecnn evaluate --config "configs/experiments/$e.yaml" --output "$r/experiments/$e" > "runs/cascade/evaluate-$e.log" 2>&1
   done
 }
 
+# Once every step is done: the staged models and results replace the shipped ones, and staging/ keeps
+# only its README (the training outputs stay in git history). Left by hand (staging/README.md): the
+# strict xfail, the golden files, the README's figures.
+swap() {
+  local name e missing=()
+  for name in "${ZOO_NAMES[@]}"; do
+    [ -f "$GRL_AECNN_ZOO/$name.json" ] || missing+=("$GRL_AECNN_ZOO/$name.json")
+  done
+  for name in backbone codec-aecnn codec-deepjscc codec-compare; do
+    [ -f "staging/results/$name-resnet20-cifar10.json" ] || missing+=("staging/results/$name-resnet20-cifar10.json")
+  done
+  for name in demo "${EXPERIMENTS[@]/#/experiments/}"; do
+    [ -f "staging/results/$name/summary.json" ] || missing+=("staging/results/$name/summary.json")
+  done
+  [ ${#missing[@]} -eq 0 ] || { printf 'swap: not staged yet: %s\n' "${missing[@]}" >&2; exit 1; }
+  mv -f "$GRL_AECNN_ZOO"/* src/grl_aecnn/zoo/weights/
+  for name in demo "${EXPERIMENTS[@]/#/experiments/}"; do  # whole folders: no stale figure survives
+    rm -rf "results/$name"
+    sed -i 's#^output_dir: staging/results/#output_dir: results/#' "staging/results/$name/config.yaml"
+  done
+  cp -a staging/results/. results/
+  rm -rf "$GRL_AECNN_ZOO" staging/results staging/runs
+  find runs -maxdepth 2 -type l -lname '*staging/*' -delete  # the links into staging/runs
+}
+
 case "${1:-all}" in
-  backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results) "$1" ;;
+  backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|swap) "$1" ;;
   all) backbone; aecnn; bottlenetpp; deepjscc; profile; policies; results ;;
-  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all|swap]" >&2; exit 2 ;;
 esac
