@@ -39,19 +39,25 @@ backbone() {
 
 # train_levels OUT_DIR CONFIG...: the first unfinished config alone on both cores (it trains the
 # stages its levels share), then the other unfinished ones two at a time.
+# Fails unless every level is finished at the end (a level reopened meanwhile is not shipped without it).
 train_levels() {
   local out=$1; shift
-  local pending=()
+  local pending=() cfg
   for cfg in "$@"; do
-    local level; level=$(printf 'level%03d' "${cfg##*[LR]}")
-    [ -f "$out/$level/level.json" ] || pending+=("$cfg")
+    [ -f "$out/$(level_dir "$cfg")/level.json" ] || pending+=("$cfg")
   done
   [ ${#pending[@]} -eq 0 ] && return
   local first=${pending[0]}
   grl-aecnn train codec --config "configs/codecs/$first.yaml" --threads 2 > "runs/cascade/$first.log" 2>&1
   printf '%s\n' "${pending[@]:1}" | xargs -r -P 2 -I{} sh -c \
     'grl-aecnn train codec --config configs/codecs/{}.yaml > runs/cascade/{}.log 2>&1'
+  for cfg in "$@"; do
+    [ -f "$out/$(level_dir "$cfg")/level.json" ] ||
+      { echo "$out/$(level_dir "$cfg") is not finished: rerun this step (runs/cascade/$cfg.log)" >&2; exit 1; }
+  done
 }
+
+level_dir() { printf 'level%03d' "${1##*[LR]}"; }  # level_dir aecnn-r4-L5 -> level005
 
 ship() {  # ship CODEC OUT_DIR
   [ -f "$GRL_AECNN_ZOO/$1-resnet20-cifar10.json" ] || grl-aecnn codec ship --codec "$1" --base-dir "$2"
