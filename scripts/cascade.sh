@@ -37,6 +37,8 @@ backbone() {
   grl-aecnn zoo add "$run"
 }
 
+level_dir() { printf 'level%03d' "${1##*[LR]}"; }  # level_dir aecnn-r4-L5 -> level005
+
 # train_levels OUT_DIR CONFIG...: the first unfinished config alone on both cores (it trains the
 # stages its levels share), then the other unfinished ones two at a time.
 # Fails unless every level is finished at the end (a level reopened meanwhile is not shipped without it).
@@ -56,8 +58,6 @@ train_levels() {
       { echo "$out/$(level_dir "$cfg") is not finished: rerun this step (runs/cascade/$cfg.log)" >&2; exit 1; }
   done
 }
-
-level_dir() { printf 'level%03d' "${1##*[LR]}"; }  # level_dir aecnn-r4-L5 -> level005
 
 ship() {  # ship CODEC OUT_DIR
   [ -f "$GRL_AECNN_ZOO/$1-resnet20-cifar10.json" ] || grl-aecnn codec ship --codec "$1" --base-dir "$2"
@@ -146,7 +146,7 @@ results() {
 # only its README (the training outputs stay in git history). Left by hand (staging/README.md): the
 # strict xfail, the golden files, the README's figures.
 swap() {
-  local name e missing=()
+  local name missing=()
   for name in "${ZOO_NAMES[@]}"; do
     [ -f "$GRL_AECNN_ZOO/$name.json" ] || missing+=("$GRL_AECNN_ZOO/$name.json")
   done
