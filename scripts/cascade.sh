@@ -87,6 +87,11 @@ profile() {  # alone on the machine: it times every option (device and server la
     grl-aecnn profile build --config configs/profiles/resnet20-cifar10.yaml  # into the overlay
 }
 
+DROO_VARIANTS=("" -n5 -n20 -n40 -m1 -m2 -m4 -m6)  # DROO's network fixes N and M: one per N and per M
+EXPERIMENTS=(default n-md n-es deadline bandwidth csi-error es-volatility probe-cell-size)  # configs/experiments/
+ZOO_NAMES=(resnet20-cifar10 {aecnn,bottlenetpp,deepjscc,profile}-resnet20-cifar10
+           grl-default grl-bottlenetpp-default grl-deepjscc-default "${DROO_VARIANTS[@]/#/droo-default}")
+
 # policy_run NAME ARG...: train (or resume) `train policy ARG...` into runs/policies/NAME, unless finished.
 policy_run() {
   local name=$1 run resume=(); shift
@@ -101,13 +106,14 @@ export -f policy_run staged
 # (one per N and per M) on the staged profile, as docs/reproduce.md; two runs at a time (one thread each).
 # The selections' JSON lands in staging/results/policies/ (moved into results/ at the swap).
 policies() {
-  local runs=() p s n m
+  local runs=() p s v a
   for p in grl grl-bottlenetpp grl-deepjscc; do
     for s in 0 1 2 3 4; do runs+=("$p-s$s --policy $p --slots 5000 --seed $s"); done
   done
-  runs+=("droo --policy droo --slots 3000")
-  for n in 5 20 40; do runs+=("droo-n$n --policy droo --slots 3000 --n-md $n"); done
-  for m in 1 2 4 6; do runs+=("droo-m$m --policy droo --slots 3000 --n-es $m"); done
+  for v in "${DROO_VARIANTS[@]}"; do  # -nN: --n-md N, -mM: --n-es M
+    case $v in -n*) a=(--n-md "${v#-n}") ;; -m*) a=(--n-es "${v#-m}") ;; *) a=() ;; esac
+    runs+=("droo$v --policy droo --slots 3000${a[*]:+ ${a[*]}}")  # no trailing blank: xargs -L would join lines
+  done
   printf '%s\n' "${runs[@]}" | xargs -P 2 -L 1 bash -c 'policy_run "$@"' policy_run
   mkdir -p staging/results/policies
   for p in grl grl-bottlenetpp grl-deepjscc; do
@@ -115,15 +121,10 @@ policies() {
     grl-aecnn select-policy $(for s in 0 1 2 3 4; do echo --run "runs/policies/$p-s$s"; done) \
       --json "staging/results/policies/select-$p.json" --ship
   done
-  for run in droo droo-n5 droo-n20 droo-n40 droo-m1 droo-m2 droo-m4 droo-m6; do
-    local name=droo-default${run#droo}
-    [ -f "$GRL_AECNN_ZOO/$name.json" ] || grl-aecnn zoo add "runs/policies/$run"
+  for v in "${DROO_VARIANTS[@]}"; do
+    [ -f "$GRL_AECNN_ZOO/droo-default$v.json" ] || grl-aecnn zoo add "runs/policies/droo$v"
   done
 }
-
-EXPERIMENTS=(default n-md n-es deadline bandwidth csi-error es-volatility probe-cell-size)  # configs/experiments/
-ZOO_NAMES=(resnet20-cifar10 {aecnn,bottlenetpp,deepjscc,profile}-resnet20-cifar10
-           grl-default grl-bottlenetpp-default grl-deepjscc-default droo-default droo-default-{n5,n20,n40,m1,m2,m4,m6})
 
 # Every committed result of docs/reproduce.md ("Measurements") again, on the staged models, into
 # staging/results/ (moved into results/ at the swap); each skipped once written, `evaluate` resumes.
