@@ -3,6 +3,7 @@ prune-aware head (fixed ranking, nested masks, frozen tail, resume)."""
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -327,6 +328,7 @@ def test_a_card_that_disagrees_with_its_level_heads_is_refused(own_head, prune_a
 
 
 ALL_NEIGHBOURS = ["above", "left", "above_left", "above_right", "previous_channel"]
+SIX_NEIGHBOURS = [*ALL_NEIGHBOURS, "above_above"]
 
 
 @pytest.fixture(scope="module")
@@ -341,8 +343,17 @@ def rate_limited(prune_aware):
         mp.setattr(zoo, "ZOO_DIR", tmp / "zoo")
         card = train_level(cfg, show_progress=False)
         ship_codec(out, "aecnn-rate-tiny-resnet20")
-        yield {"card": card, "codecs": load_codecs("aecnn-rate-tiny-resnet20"), "test": load_cifar10("test"),
-               "before": prune_aware["cards"][0]}
+        codecs = load_codecs("aecnn-rate-tiny-resnet20")
+        # The same level again with a sixth neighbour: stage 6's rate term counts under the neighbours, so
+        # its checkpoint refuses to resume until it is removed; stages 3-5 resume.
+        (cfg.level_dir / "level.json").unlink()
+        six = cfg.model_copy(update={"context_neighbours": SIX_NEIGHBOURS})
+        with pytest.raises(CheckpointError, match="stage6.*different config"):
+            train_level(six, show_progress=False)
+        shutil.rmtree(cfg.level_dir / "stage6")
+        refit = train_level(six, show_progress=False)
+        yield {"card": card, "codecs": codecs, "test": load_cifar10("test"), "before": prune_aware["cards"][0],
+               "refit": refit, "stage6_state": json.loads((cfg.level_dir / "stage6" / "state.json").read_text())}
 
 
 def test_a_level_with_a_rate_term_and_every_neighbour_ships_and_codes_with_its_context(rate_limited):
@@ -360,6 +371,13 @@ def test_a_level_with_a_rate_term_and_every_neighbour_ships_and_codes_with_its_c
         with torch.no_grad():
             expected = level.module.logits_from_symbols(level.module.symbols(level.base.features(image[None])))[0]
         assert torch.equal(level.decode(data), expected)
+
+
+def test_other_neighbours_resume_stages_3_to_5_and_retrain_the_removed_rate_stage(rate_limited):
+    card, refit = rate_limited["card"], rate_limited["refit"]
+    assert all(refit["history"][s] == card["history"][s] for s in ("stage3", "stage4", "stage5"))
+    assert rate_limited["stage6_state"]["config"]["context_neighbours"] == SIX_NEIGHBOURS
+    assert refit["entropy"]["neighbours"] == SIX_NEIGHBOURS and refit["entropy"]["contexts"] == 5**6
 
 
 def test_every_stage_trains_in_bf16_ships_and_resumes(trained, tmp_path):
@@ -398,7 +416,7 @@ def test_every_stage_trains_in_bf16_ships_and_resumes(trained, tmp_path):
 def test_shipped_recipe_configs_validate_and_share_their_base():
     """Every AECNN config validates; the levels of one output folder share one `base` (its stages 1-2
     are trained once for all); the fourth round is the third's recipe with every stage in bf16 (and level 5's
-    stage 5 twice as long)."""
+    stage 5 twice as long, and a sixth context neighbour where a level sends at most 4 channels)."""
     from pathlib import Path
 
     from grl_aecnn.config import load_config
@@ -417,4 +435,7 @@ def test_shipped_recipe_configs_validate_and_share_their_base():
         if level == 5:  # the one change: r3's 4 stage-5 epochs left level 5 4.31 points below the new backbone
             assert (r4.device_finetune.epochs, r3["device_finetune"]["epochs"]) == (8, 4)
             as_fp32["device_finetune"]["epochs"] = 4
+        if r4.keep_channels <= 4:  # a 5^6-row table per channel stays small
+            assert as_fp32["context_neighbours"] == [*r3["context_neighbours"], "above_above"]
+            as_fp32["context_neighbours"] = r3["context_neighbours"]
         assert as_fp32 == r3, level

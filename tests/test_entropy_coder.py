@@ -18,6 +18,8 @@ from grl_aecnn.errors import BitstreamError
 
 GOLDEN = Path(__file__).parent / "golden" / "entropy_golden.json"
 CONTEXTS = context_count(DEFAULT_NEIGHBOURS)
+# The neighbours of the shipped five-neighbour levels (the golden record pins them and the sixth).
+FIVE_NEIGHBOURS = ("above", "left", "above_left", "above_right", "previous_channel")
 CONTEXT_KINDS = {"fitted": (), "context": DEFAULT_NEIGHBOURS, "every-neighbour": tuple(NEIGHBOURS)}
 
 
@@ -70,12 +72,15 @@ def golden_record() -> dict[str, object]:
     context_model = EntropyModel.fit(geometric_symbols(np.random.default_rng(20240611), (64, 8, 8, 8)), bits=4,
                                      neighbours=DEFAULT_NEIGHBOURS)
     context_payload = encode_symbols(symbols, context_model)
-    wide_model = EntropyModel.fit(geometric_symbols(np.random.default_rng(20240611), (64, 8, 8, 8)), bits=4,
-                                  neighbours=tuple(NEIGHBOURS))
-    wide_payload = encode_symbols(symbols, wide_model)
+    wide = {}
+    for name, neighbours in (("five_neighbour", FIVE_NEIGHBOURS), ("six_neighbour", (*FIVE_NEIGHBOURS, "above_above"))):
+        wide_model = EntropyModel.fit(geometric_symbols(np.random.default_rng(20240611), (64, 8, 8, 8)), bits=4,
+                                      neighbours=neighbours)
+        wide_payload = encode_symbols(symbols, wide_model)
+        wide |= {f"{name}_payload_bytes": len(wide_payload),
+                 f"{name}_payload_sha256": hashlib.sha256(wide_payload).hexdigest()}
     return {
-        "every_neighbour_payload_bytes": len(wide_payload),
-        "every_neighbour_payload_sha256": hashlib.sha256(wide_payload).hexdigest(),
+        **wide,
         "context_frequencies_sha256": hashlib.sha256(context_model.frequencies.astype("<i4").tobytes()).hexdigest(),
         "context_payload_bytes": len(context_payload),
         "context_payload_sha256": hashlib.sha256(context_payload).hexdigest(),

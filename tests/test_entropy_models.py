@@ -51,6 +51,8 @@ def test_contexts_of_other_neighbours_follow_their_offsets():
     above_right = symbol_contexts(symbols, ["above_right"])
     assert (above_right[:, 0] == 0).all() and np.array_equal(above_right[:, 1, :2], states[:, 0, 1:])
     assert np.array_equal(above_right[:, 1, 2], [0, 0])
+    two_up = symbol_contexts(np.concatenate([symbols, symbols], axis=1), ["above_above"])  # 4 rows
+    assert (two_up[:, :2] == 0).all() and np.array_equal(two_up[:, 2:], states)
     previous = symbol_contexts(symbols, ["previous_channel"])
     assert (previous[0] == 0).all() and np.array_equal(previous[1], states[0])
     # Digits in the order given, the first most significant.
@@ -66,7 +68,7 @@ def test_a_model_over_every_neighbour_round_trips_and_old_context_metadata_means
     rng = np.random.default_rng(9)
     symbols = rng.integers(0, 4, size=(6, 3, 4, 4))
     wide = EntropyModel.fit(symbols, 2, neighbours=list(NEIGHBOURS))
-    assert wide.frequencies.shape == (3, 5**5, 4) and wide.contexts == 5**5
+    assert wide.frequencies.shape == (3, 5**6, 4) and wide.contexts == 5**6
     assert wide.metadata()["neighbours"] == list(NEIGHBOURS)
     loaded = EntropyModel.from_tensors(wide.to_tensors(), wide.metadata())
     assert loaded.neighbours == tuple(NEIGHBOURS) and np.array_equal(loaded.frequencies, wide.frequencies)

@@ -76,8 +76,8 @@ class QuantizedLevelConfig(StrictModel):
 
     def stage_config(self, *exclude: str) -> dict:
         """The resolved config that identifies a training stage's checkpoint: without the entropy
-        model's neighbours (fitted after training, so changing them refits it without retraining)
-        and without `exclude`."""
+        model's neighbours (fitted after training, so changing them refits it without retraining the
+        stages that do not use them) and without `exclude`."""
         return self.model_dump(mode="json", exclude={"context_neighbours", *exclude})
 
     @model_validator(mode="after")

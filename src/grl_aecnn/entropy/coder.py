@@ -14,8 +14,8 @@ built from the model's integer table (exactly representable as float64). constri
 into its own 24-bit fixed-point table with a fixed sequence of IEEE-754 operations, so the same
 integer table gives the same bytes on every machine; the golden test in
 tests/test_entropy_coder.py pins this for the installed constriction version. The per-channel
-models are built once per EntropyModel (a quarter of the decode time for small tensors otherwise)
-and dropped with it.
+models are built once per EntropyModel and context, on first use (a quarter of the decode time for
+small tensors otherwise), and dropped with the EntropyModel.
 
 Under an i.i.d. model each channel is one vectorized call. Under a context model each symbol's
 model depends on symbols decoded before it (its neighbours), so decoding is a loop over the
@@ -42,17 +42,30 @@ from grl_aecnn.errors import BitstreamError
 WORD_BYTES = 4
 
 
-_coding_models: weakref.WeakKeyDictionary[EntropyModel, list[list[constriction.stream.model.Categorical]]] = (
-    weakref.WeakKeyDictionary()
-)
+class _ContextModels:
+    """The constriction models of one channel, by context, each built on first use: a context model
+    has NEIGHBOUR_STATES^k rows per channel (15,625 for six neighbours), of which a frame touches few."""
+
+    def __init__(self, rows: np.ndarray):
+        self._rows = rows
+        self._built: dict[int, constriction.stream.model.Categorical] = {}
+
+    def __getitem__(self, context: int) -> constriction.stream.model.Categorical:
+        model = self._built.get(context)
+        if model is None:
+            model = self._built[context] = constriction.stream.model.Categorical(
+                self._rows[context].astype(np.float64), perfect=False)
+        return model
 
 
-def _channel_models(model: EntropyModel) -> list[list[constriction.stream.model.Categorical]]:
-    """models[channel][context], built once per EntropyModel."""
+_coding_models: weakref.WeakKeyDictionary[EntropyModel, list[_ContextModels]] = weakref.WeakKeyDictionary()
+
+
+def _channel_models(model: EntropyModel) -> list[_ContextModels]:
+    """models[channel][context], kept as long as the EntropyModel."""
     models = _coding_models.get(model)
     if models is None:
-        models = [[constriction.stream.model.Categorical(row.astype(np.float64), perfect=False) for row in rows]
-                  for rows in model.rows()]
+        models = [_ContextModels(rows) for rows in model.rows()]
         _coding_models[model] = models
     return models
 
@@ -64,16 +77,21 @@ def _decode_with_contexts(coder: constriction.stream.stack.AnsCoder, model: Entr
     channels, height, width = shape
     models = _channel_models(model)
     top = NEIGHBOUR_STATES - 2
-    # Neighbour states in a flat list padded by one channel, one row and a column either side, all
-    # 0 (outside), so that every neighbour of a position is one fixed flat offset away.
-    row, plane = width + 2, (height + 1) * (width + 2)
-    states = [0] * ((channels + 1) * plane)
-    offsets = [dc * plane + dy * row + dx for dc, dy, dx in (NEIGHBOURS[n] for n in model.neighbours)]
+    # Neighbour states in a flat list, padded before the first channel, above and below the rows and
+    # either side of them by as far as the neighbours reach, all 0 (outside), so that every neighbour
+    # of a position is one fixed flat offset away.
+    reach = np.array([NEIGHBOURS[n] for n in model.neighbours])
+    front, top_rows, left = np.maximum(0, -reach.min(axis=0))
+    _, bottom_rows, right = np.maximum(0, reach.max(axis=0))
+    row = width + left + right
+    plane = (height + top_rows + bottom_rows) * row
+    states = [0] * ((channels + front) * plane)
+    offsets = [int(dc * plane + dy * row + dx) for dc, dy, dx in reach]
     decoded: list[int] = []
     for c in range(channels):
         channel_models = models[c]
         for y in range(height):
-            position = (c + 1) * plane + (y + 1) * row + 1
+            position = int((c + front) * plane + (y + top_rows) * row + left)
             for _ in range(width):
                 context = 0
                 for offset in offsets:

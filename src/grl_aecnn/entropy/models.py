@@ -6,10 +6,11 @@ frequency per symbol, every frequency >= 1 and each row summing to exactly 2^PRE
 Two kinds share the class. An i.i.d. model has a (C, 2^b) table: every symbol of a channel is
 coded under the same distribution. A context model has a (C, contexts, 2^b) table: a symbol is
 coded under the row picked by the states of some of its causal neighbours (NEIGHBOURS: above,
-left, above-left, above-right, the same position in the previous channel), each neighbour
+left, above-left, above-right, the same position in the previous channel, two rows above), each neighbour
 "outside the tensor" or its symbol clipped to 0..3. Post-ReLU split features come in spatial
 blobs, so the neighbours predict well: on the AECNN levels the above/left context model codes the
-same symbols in about 30% fewer bits, and all five neighbours save another 6% (docs/aecnn.md).
+same symbols in about 30% fewer bits, the first five neighbours save another 6%, and two rows above
+another 2% where a table of 5^6 rows per channel is affordable (docs/aecnn.md).
 Integers (not floats) are what is stored and what
 the coder is built from, so the coded bytes depend only on this table and never on how a machine
 rounds a float. Every frequency is at least 1, so any symbol stays encodable, even one never seen
@@ -41,7 +42,8 @@ NEIGHBOUR_STATES = 5
 # The neighbours a context can use, as (channel, row, column) offsets. Each precedes the symbol in
 # the coding order (channel by channel, raster order inside a channel), so a decoder knows its state.
 NEIGHBOURS = MappingProxyType({"above": (0, -1, 0), "left": (0, 0, -1), "above_left": (0, -1, -1),
-                               "above_right": (0, -1, 1), "previous_channel": (-1, 0, 0)})
+                               "above_right": (0, -1, 1), "previous_channel": (-1, 0, 0),
+                               "above_above": (0, -2, 0)})
 # The context of the first context models (format 1 without a "neighbours" entry).
 DEFAULT_NEIGHBOURS = ("above", "left")
 

@@ -339,8 +339,10 @@ def train_device_head(cfg: AecnnLevelConfig, model: DeviceAndLevel, teacher: Aec
     steps_per_epoch = math.ceil(len(train_set) / stage.batch_size)
     optimizer, scheduler = make_sgd(params, stage, stage.epochs * steps_per_epoch)
     name = "stage5" if rate is None else "stage6"
-    # Stage 5 does not depend on stage 6, so adding stage 6 to a finished level resumes stage 5.
-    config = cfg.stage_config("rate_finetune") if rate is None else cfg.stage_config()
+    # Stage 5 does not depend on stage 6, so adding stage 6 to a finished level resumes stage 5. Stage 6's
+    # rate term counts symbols under the context neighbours, so they are part of what identifies it.
+    config = (cfg.stage_config("rate_finetune") if rate is None
+              else {**cfg.stage_config(), "context_neighbours": list(cfg.neighbours)})
     out = cfg.level_dir / name
     loop = EpochLoop(out, config, model if rate is None else RateLimited(model, rate), optimizer, scheduler,
                      stage.epochs, steps_per_epoch, cfg.base.seed, f"level {cfg.level} {name}")
