@@ -416,7 +416,7 @@ def test_every_stage_trains_in_bf16_ships_and_resumes(trained, tmp_path):
 def test_shipped_recipe_configs_validate_and_share_their_base():
     """Every AECNN config validates; the levels of one output folder share one `base` (its stages 1-2
     are trained once for all); the fourth round is the third's recipe with every stage in bf16 (and level 5's
-    stage 5 three times as long, and a sixth context neighbour where a level sends at most 4 channels)."""
+    stage 5 three times as long with a stronger stage-6 rate term, and a sixth context neighbour where a level sends at most 4 channels)."""
     from pathlib import Path
 
     from grl_aecnn.config import load_config
@@ -435,6 +435,10 @@ def test_shipped_recipe_configs_validate_and_share_their_base():
         if level == 5:  # r3's 4 stage-5 epochs left level 5 4.31 points below the new backbone
             assert (r4.device_finetune.epochs, r3["device_finetune"]["epochs"]) == (12, 4)
             as_fp32["device_finetune"]["epochs"] = 4
+            # and a stronger rate term for stage 6, which the longer stage 5 leaves at more bits
+            rate, r3_rate = as_fp32["rate_finetune"]["rate"], r3["rate_finetune"]["rate"]
+            assert rate["target_bits_per_symbol"] <= r3_rate["target_bits_per_symbol"] and rate["weight"] >= r3_rate["weight"]
+            rate |= {k: r3_rate[k] for k in ("target_bits_per_symbol", "weight")}
         if r4.keep_channels <= 4:  # a 5^6-row table per channel stays small
             assert as_fp32["context_neighbours"] == [*r3["context_neighbours"], "above_above"]
             as_fp32["context_neighbours"] = r3["context_neighbours"]
