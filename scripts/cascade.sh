@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train a backbone that meets issue 2's 0.900 and retrain everything that stands on it into the zoo
 # overlay staging/zoo (GRL_AECNN_ZOO), without touching the shipped zoo: staging/README.md.
-#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all|swap]
+#   [BACKBONE_CONFIG=configs/backbones/NAME.yaml] scripts/cascade.sh [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|quality|all|swap]
 # Every step skips what is finished (a level with its level.json, a codec or profile in staging/zoo) and
 # resumes the rest from its checkpoints; levels train two at a time (their configs use one thread each).
 # Each output folder runs/KIND/NAME (a config's output_dir) is a link to staging/runs/KIND/NAME,
@@ -143,6 +143,22 @@ results() {
   done
 }
 
+# The policy-quality measurements of docs/policies.md on the staged agent and profile (3 min): GRL-AECNN
+# against exhaustive search on small instances (into staging/bench/, moved into bench/results/ at the swap),
+# and the shipped agent over each paper-style action set, local + one codec (staging/results/policies/).
+quality() {
+  local r=staging/results/policies c
+  mkdir -p staging/bench "$r"
+  [ -f staging/bench/policy-quality-real.json ] ||
+    python scripts/policy_quality.py --n-md 5 --n-es 2 --options aecnn:L2 aecnn:L4 aecnn:L6 \
+      --episodes 10 --slots 100 --json staging/bench/policy-quality-real.json
+  for c in aecnn bottlenetpp deepjscc; do
+    [ -f "$r/action-set-$c.json" ] ||
+      python scripts/policy_quality.py --n-md 10 --n-es 3 --options "$c:" --policies grl --episodes 3 \
+        --slots 1000 --seed 0 --json "$r/action-set-$c.json"
+  done
+}
+
 # Once every step is done: the staged models and results replace the shipped ones, and staging/ keeps
 # only its README (the training outputs stay in git history). Left by hand (staging/README.md): the
 # strict xfail, the golden files, the README's figures.
@@ -157,6 +173,9 @@ swap() {
   for name in demo "${EXPERIMENTS[@]/#/experiments/}"; do
     [ -f "staging/results/$name/summary.json" ] || missing+=("staging/results/$name/summary.json")
   done
+  for name in staging/bench/policy-quality-real staging/results/policies/action-set-{aecnn,bottlenetpp,deepjscc}; do
+    [ -f "$name.json" ] || missing+=("$name.json")
+  done
   [ ${#missing[@]} -eq 0 ] || { printf 'swap: not staged yet: %s\n' "${missing[@]}" >&2; exit 1; }
   mv -f "$GRL_AECNN_ZOO"/* src/grl_aecnn/zoo/weights/
   for name in demo "${EXPERIMENTS[@]/#/experiments/}"; do  # whole folders: no stale figure survives
@@ -164,12 +183,13 @@ swap() {
     sed -i 's#^output_dir: staging/results/#output_dir: results/#' "staging/results/$name/config.yaml"
   done
   cp -a staging/results/. results/
-  rm -rf "$GRL_AECNN_ZOO" staging/results staging/runs
+  mv -f staging/bench/* bench/results/
+  rm -rf "$GRL_AECNN_ZOO" staging/results staging/runs staging/bench
   find runs -maxdepth 2 -type l -lname '*staging/*' -delete  # the links into staging/runs
 }
 
 case "${1:-all}" in
-  backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|swap) "$1" ;;
-  all) backbone; aecnn; bottlenetpp; deepjscc; profile; policies; results ;;
-  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|all|swap]" >&2; exit 2 ;;
+  backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|quality|swap) "$1" ;;
+  all) backbone; aecnn; bottlenetpp; deepjscc; profile; policies; results; quality ;;
+  *) echo "usage: $0 [backbone|aecnn|bottlenetpp|deepjscc|profile|policies|results|quality|all|swap]" >&2; exit 2 ;;
 esac
