@@ -113,7 +113,6 @@ def test_shipped_resnet20_card():
     assert card["top1"] >= 0.85
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped 35+30-epoch run reaches 0.8868; the 0.900 target needs a longer run")
 def test_shipped_resnet20_meets_the_090_target():
     assert load_card("resnet20-cifar10")["top1"] >= 0.90
 
