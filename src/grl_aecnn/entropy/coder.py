@@ -42,19 +42,18 @@ from grl_aecnn.errors import BitstreamError
 WORD_BYTES = 4
 
 
-class _ContextModels:
+class _ContextModels(dict):
     """The constriction models of one channel, by context, each built on first use: a context model
-    has NEIGHBOUR_STATES^k rows per channel (15,625 for six neighbours), of which a frame touches few."""
+    has NEIGHBOUR_STATES^k rows per channel (15,625 for six neighbours), of which a frame touches few.
+    A dict with `__missing__`, so that a model already built costs one C-level lookup per symbol."""
 
     def __init__(self, rows: np.ndarray):
+        super().__init__()
         self._rows = rows
-        self._built: dict[int, constriction.stream.model.Categorical] = {}
 
-    def __getitem__(self, context: int) -> constriction.stream.model.Categorical:
-        model = self._built.get(context)
-        if model is None:
-            model = self._built[context] = constriction.stream.model.Categorical(
-                self._rows[context].astype(np.float64), perfect=False)
+    def __missing__(self, context: int) -> constriction.stream.model.Categorical:
+        model = self[context] = constriction.stream.model.Categorical(
+            self._rows[context].astype(np.float64), perfect=False)
         return model
 
 
