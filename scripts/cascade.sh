@@ -161,7 +161,7 @@ quality() {
 
 # Once every step is done: the staged models and results replace the shipped ones, and staging/ keeps
 # only its README (the training outputs stay in git history). Left by hand (staging/README.md): the
-# strict xfail, the golden files, the README's figures.
+# golden files, the README's and docs' figures.
 swap() {
   local name missing=()
   for name in "${ZOO_NAMES[@]}"; do
